@@ -7,6 +7,7 @@
 static _Thread_local int recorded_errno;
 static _Thread_local char recorded_message[1024];
 
+static int error_setv(int r, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static int error_setv(int r, const char *fmt, va_list ap) {
         vsnprintf(recorded_message, sizeof(recorded_message), fmt, ap);
         recorded_errno = r;

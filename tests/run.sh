@@ -1,0 +1,46 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Run the whole test suite twice: once in a normal build (with --werror) and once under
+# AddressSanitizer and UndefinedBehaviorSanitizer. Suites: unit (no root needed) and
+# integration (root; real registry, real systemd in namespaces, the CH test double).
+#
+#   tests/run.sh                 both builds, all suites
+#   tests/run.sh --quick         normal build only
+#   tests/run.sh -- ARGS...      extra arguments for "meson test", e.g. -- --suite unit
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+quick=0
+extra=()
+while [ $# -gt 0 ]; do
+        case "$1" in
+        --quick) quick=1 ;;
+        --) shift; extra=("$@"); break ;;
+        *) echo "Unknown option '$1'. Usage: tests/run.sh [--quick] [-- MESON-TEST-ARGS...]" >&2; exit 2 ;;
+        esac
+        shift
+done
+
+run_suite() {
+        local dir=$1
+        shift
+        if [ ! -f "$dir/build.ninja" ]; then
+                meson setup "$dir" "$@" >/dev/null
+        fi
+        ninja -C "$dir"
+        meson test -C "$dir" --print-errorlogs --num-processes 2 "${extra[@]}"
+}
+
+status=0
+run_suite build-test -Dwerror=true || status=1
+if [ "$quick" -eq 0 ]; then
+        run_suite build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+                || status=1
+fi
+
+if [ "$status" -ne 0 ]; then
+        echo "tests/run.sh: FAILED (see the meson logs above)" >&2
+fi
+exit "$status"
