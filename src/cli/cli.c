@@ -92,7 +92,8 @@ static void print_group_help(const char *group, FILE *f) {
                         fprintf(f, "%s.\n\n", groups[i][1]);
         fprintf(f, "Commands:\n");
         for (size_t i = 0; cli_commands[i]; i++)
-                if (cli_commands[i]->group && streq(cli_commands[i]->group, group))
+                if (cli_commands[i]->group && streq(cli_commands[i]->group, group) &&
+                    !cli_commands[i]->hidden)
                         fprintf(f, "  %-12s %s\n", cli_commands[i]->name,
                                 cli_commands[i]->summary);
         fprintf(f, "\nRun 'cocoon %s COMMAND --help' for the options of a command.\n", group);

@@ -26,6 +26,7 @@ typedef struct CliCommand {
         const CliOption *options; /* terminated by an entry with name == NULL; may be NULL */
         int min_args;
         int max_args;            /* -1 = no limit */
+        bool hidden;             /* internal: called by units, not listed in help */
         /* Set the command's own option; returns < 0 (with a reason) for an invalid value. */
         int (*parse_option)(int id, const char *arg);
         /* Run with the resolved configuration and the positional arguments. Returns the exit

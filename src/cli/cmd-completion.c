@@ -13,7 +13,8 @@ static void print_words_for(const char *group, FILE *f) {
         for (size_t i = 0; cli_commands[i]; i++) {
                 const CliCommand *c = cli_commands[i];
 
-                if ((group == NULL) != (c->group == NULL) || (group && !streq(group, c->group)))
+                if ((group == NULL) != (c->group == NULL) || (group && !streq(group, c->group)) ||
+                    c->hidden)
                         continue;
                 fprintf(f, " %s", c->name);
         }

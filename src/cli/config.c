@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cloudimg.h"
 #include "config.h"
 #include "error.h"
 #include "fileio.h"
+#include "format.h"
 #include "strv.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -17,6 +20,7 @@ typedef enum ConfigValueType {
         CONFIG_STRING,
         CONFIG_LOG_LEVEL,
         CONFIG_UNSIGNED,
+        CONFIG_SIZE,
 } ConfigValueType;
 
 typedef struct ConfigKey {
@@ -25,6 +29,7 @@ typedef struct ConfigKey {
         const char *env;
         ConfigValueType type;
         size_t offset;
+        unsigned max;      /* CONFIG_UNSIGNED: values from 1 to max */
 } ConfigKey;
 
 static const ConfigKey config_keys[] = {
@@ -38,8 +43,13 @@ static const ConfigKey config_keys[] = {
         { "Images", "InsecureRegistries", "COCOON_INSECURE_REGISTRIES", CONFIG_STRING,
           offsetof(Config, insecure_registries) },
         { "Images", "PullConcurrency", "COCOON_PULL_CONCURRENCY", CONFIG_UNSIGNED,
-          offsetof(Config, pull_concurrency) },
+          offsetof(Config, pull_concurrency), 32 },
+        { "Images", "CloudImageMaxSize", "COCOON_CLOUD_IMAGE_MAX_SIZE", CONFIG_SIZE,
+          offsetof(Config, cloud_image_max_size) },
+        { "VM", "StopTimeoutSec", "COCOON_STOP_TIMEOUT_SEC", CONFIG_UNSIGNED,
+          offsetof(Config, stop_timeout_sec), 3600 },
         { "VM", "RootPassword", "COCOON_ROOT_PASSWORD", CONFIG_STRING, offsetof(Config, root_password) },
+        { "VM", "Firmware", "COCOON_FIRMWARE", CONFIG_STRING, offsetof(Config, firmware) },
 };
 
 void config_done(Config *c) {
@@ -79,10 +89,23 @@ static int config_set(Config *c, const ConfigKey *k, const char *value, const ch
 
                 errno = 0;
                 v = strtoul(value, &end, 10);
-                if (errno != 0 || end == value || *end || v == 0 || v > 1024 || value[0] == '-')
+                if (errno != 0 || end == value || *end || v == 0 || v > k->max || value[0] == '-')
                         return error_set(-EINVAL, "invalid value '%s' for %s in %s: expected a "
-                                                  "number from 1 to 1024", value, k->key, origin);
+                                                  "number from 1 to %u", value, k->key, origin, k->max);
                 *(unsigned *) p = (unsigned) v;
+                return 0;
+        }
+        case CONFIG_SIZE: {
+                uint64_t v;
+                int r;
+
+                r = parse_size(value, &v);
+                if (r < 0)
+                        return error_prefix(r, "%s in %s: ", k->key, origin);
+                if (v == 0)
+                        return error_set(-EINVAL, "invalid value '%s' for %s in %s: expected a "
+                                                  "size above 0", value, k->key, origin);
+                *(uint64_t *) p = v;
                 return 0;
         }
         }
@@ -216,9 +239,12 @@ static int config_defaults(Config *c) {
                 .insecure_registries = strdup(""),
                 .log_level = LOG_LEVEL_INFO,
                 .pull_concurrency = 4,
+                .cloud_image_max_size = CLOUDIMG_MAX_SIZE_DEFAULT,
+                .firmware = strdup(""),
+                .stop_timeout_sec = 30,
         };
         if (!c->root_dir || !c->log_dir || !c->cni_conf_dir || !c->cni_bin_dir || !c->dns ||
-            !c->root_password || !c->insecure_registries)
+            !c->root_password || !c->insecure_registries || !c->firmware)
                 return -ENOMEM;
         return 0;
 }
@@ -337,6 +363,9 @@ void config_dump(const Config *c, FILE *f) {
                         break;
                 case CONFIG_UNSIGNED:
                         fprintf(f, "%s=%u\n", k->key, *(const unsigned *) p);
+                        break;
+                case CONFIG_SIZE:
+                        fprintf(f, "%s=%" PRIu64 "\n", k->key, *(const uint64_t *) p);
                         break;
                 }
         }

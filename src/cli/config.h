@@ -21,6 +21,9 @@ typedef struct Config {
         LogLevel log_level;
         char *insecure_registries;  /* space- or comma-separated registry hosts */
         unsigned pull_concurrency;  /* layers downloaded at once */
+        uint64_t cloud_image_max_size; /* bytes; the largest cloud image download accepted */
+        char *firmware;             /* UEFI firmware for cloud images; empty = search the defaults */
+        unsigned stop_timeout_sec;  /* graceful guest shutdown before SIGTERM */
 } Config;
 
 /* Values given on the command line; NULL means "not given". */

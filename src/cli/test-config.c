@@ -59,7 +59,7 @@ TEST(ini_rejects_bad_lines) {
         ASSERT_ERROR_MESSAGE(r, "invalid log level 'loud' in d.conf:2: expected debug, info, warn or error");
 
         r = config_parse_ini(&c, "[Images]\nPullConcurrency=0\n", "e.conf");
-        ASSERT_ERROR_MESSAGE(r, "invalid value '0' for PullConcurrency in e.conf:2: expected a number from 1 to 1024");
+        ASSERT_ERROR_MESSAGE(r, "invalid value '0' for PullConcurrency in e.conf:2: expected a number from 1 to 32");
         return 0;
 }
 

@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 
+#include "cloudimg.h"
 #include "error.h"
 #include "fileio.h"
 #include "image-index.h"
@@ -197,8 +198,17 @@ json_t *image_record_to_public_json(const Store *s, const ImageRecord *r, bool d
                               (json_int_t) r->size, "created_at", r->created_at);
         json_t *layers;
 
-        if (!o || !details || r->type != IMAGE_OCI)
+        if (!o || !details)
                 return o;
+
+        /* A cloud image is one qcow2 base, which VMs use as the backing file of their disk. */
+        if (r->type == IMAGE_CLOUD) {
+                _cleanup_free_ char *blob = cloudimg_blob_path(s, r->content_sum);
+
+                if (!blob || json_object_set_new(o, "blob", json_string(blob)) < 0)
+                        goto fail;
+                return o;
+        }
 
         layers = json_array();
         if (!layers || json_object_set_new(o, "layers", layers) < 0)

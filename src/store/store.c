@@ -14,7 +14,7 @@
 #define STORE_RECORD_MAX (16U * 1024 * 1024)
 
 static const char *const store_dirs[] = {
-        "images/oci", "images/cloud", "blobs/sha256", "boot", "tmp", "locks/blobs",
+        "images/oci", "images/cloud", "blobs/sha256", "boot", "tmp", "locks/blobs", "vms", "names",
 };
 
 int store_open(const char *root_dir, Store **ret) {

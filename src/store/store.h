@@ -14,6 +14,8 @@
  *   images/cloud/<key>.json      one record per cloud image
  *   blobs/sha256/<hex>.erofs     content-addressed, read-only blobs
  *   boot/<layer hex>/vmlinuz     boot files found in a layer, and initrd.img
+ *   vms/<id>/vm.json             one record per VM, beside its disks
+ *   names/<name> -> ../vms/<id>  VM name reservations
  *   tmp/<op>-XXXXXX/             per-operation work dirs; gc reclaims stale ones
  *   locks/                       flock(2) lock files; never hold data
  *

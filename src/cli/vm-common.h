@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "cli.h"
+#include "lifecycle.h"
+
+/* State every vm command needs: the open store and the engine's context, built from the
+ * configuration. */
+typedef struct VmCommandContext {
+        Store *store;
+        LifecycleContext lifecycle;
+        char *cocoon_path;
+        char **dns;
+} VmCommandContext;
+
+int vm_command_context_init(const Config *config, VmCommandContext *ret);
+void vm_command_context_done(VmCommandContext *c);
+
+/* The options shared by vm create, vm run and vm debug. */
+extern const CliOption vm_create_options[];
+int vm_create_parse_option(int id, const char *arg);
+/* The options as parsed, with defaults for those not given. */
+VmCreateOptions *vm_create_options_get(void);
+
+/* The JSON of a VM as `vm inspect` and `vm list -o json` show it: the record with the state
+ * taken from its unit, plus pid and socket_path while it runs. */
+json_t *vm_public_json(const Vm *vm, const char *active_state, uint32_t main_pid);
+
+/* Resolve the VM argument or print the error; returns NULL after printing. */
+Vm *vm_resolve_or_log(const Store *s, const char *ref, const char *action);

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "vm.h"
+
+/* What a hypervisor backend provides. Everything above this table (the engine, the commands)
+ * works with any backend; each backend keeps its own argv grammar and control protocol. */
+typedef struct HypervisorOps {
+        HypervisorType type;
+        const char *program;        /* default executable name, looked up in PATH */
+        const char *guest_console;  /* console device for the guest kernel, e.g. "hvc0" */
+
+        /* Build the argv that runs the VM. Pure: depends only on vm, the program path and the
+         * version (major number, 0 when unknown). */
+        int (*build_argv)(const Vm *vm, const char *program, unsigned version, char ***ret);
+
+        /* Ask the guest to shut down (ACPI power button). Returns once the request is sent. */
+        int (*power_button)(const Vm *vm);
+
+        /* Check the VMM answers on its control socket: 0 when it does. */
+        int (*ping)(const Vm *vm);
+
+        /* Path of the socket or device the console relay attaches to, or -ENOTSUP. */
+        int (*console_endpoint)(const Vm *vm, char **ret);
+} HypervisorOps;
+
+const HypervisorOps *hypervisor_ops(HypervisorType type);
+
+/* Resolve "cloud-hypervisor", "qemu" or "auto" (Cloud Hypervisor when installed, else QEMU when
+ * that backend is available). */
+int hypervisor_choose(const char *wanted, HypervisorType *ret);
+
+/* Find the backend's program (configured path, else PATH) and its major version. */
+int hypervisor_find_program(HypervisorType type, char **ret_path, unsigned *ret_version);
+
+/* The control socket path of a VM: <run_dir>/api.sock for Cloud Hypervisor. */
+char *hypervisor_socket_path(const Vm *vm);
