@@ -13,6 +13,7 @@ const CliCommand *const cli_commands[] = {
         &cmd_vm_stop,
         &cmd_vm_list,
         &cmd_vm_inspect,
+        &cmd_vm_logs,
         &cmd_vm_rm,
         &cmd_vm_debug,
         &cmd_vm_autostart,

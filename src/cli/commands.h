@@ -13,6 +13,7 @@ extern const CliCommand cmd_vm_start;
 extern const CliCommand cmd_vm_stop;
 extern const CliCommand cmd_vm_list;
 extern const CliCommand cmd_vm_inspect;
+extern const CliCommand cmd_vm_logs;
 extern const CliCommand cmd_vm_rm;
 extern const CliCommand cmd_vm_debug;
 extern const CliCommand cmd_vm_autostart;

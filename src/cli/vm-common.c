@@ -132,6 +132,7 @@ int vm_create_parse_option(int id, const char *arg) {
 
 VmCreateOptions *vm_create_options_get(void) {
         create_options.properties = create_properties;
+        create_options.ssh_key_files = create_ssh_keys;
         return &create_options;
 }
 

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "cidata.h"
 #include "cmdline.h"
 #include "disks.h"
 #include "error.h"
@@ -172,8 +173,55 @@ static int prepare_oci(const LifecycleContext *ctx, Vm *vm, const ImageRecord *i
         return cmdline_build(vm, ops->guest_console, &vm->cmdline);
 }
 
-static int prepare_cloud(const LifecycleContext *ctx, Vm *vm, const ImageRecord *img, bool dry_run) {
-        _cleanup_free_ char *base = NULL, *overlay = NULL, *name = NULL, *firmware = NULL;
+/* The NoCloud seed: hostname, the root password as a SHA-512 crypt hash (never in plain text),
+ * SSH keys, and the network configuration of every NIC matched by MAC. */
+static int write_cidata(const LifecycleContext *ctx, const VmCreateOptions *opts, Vm *vm,
+                        const char *path) {
+        _cleanup_free_ char *hash = NULL;
+        _cleanup_strv_free_ char **keys = NULL;
+        _cleanup_free_ CidataNic *nics = calloc(vm->n_nics + 1, sizeof(CidataNic));
+        CidataConfig c;
+        int r;
+
+        if (!nics)
+                return -ENOMEM;
+        if (ctx->root_password) {
+                r = cidata_hash_password(ctx->root_password, &hash);
+                if (r < 0)
+                        return r;
+        }
+        STRV_FOREACH(f, opts->ssh_key_files) {
+                _cleanup_strv_free_ char **more = NULL;
+
+                r = cidata_read_ssh_key_file(*f, &more);
+                if (r < 0)
+                        return r;
+                STRV_FOREACH(k, more)
+                        if (strv_extend(&keys, *k) < 0)
+                                return -ENOMEM;
+        }
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                snprintf(nics[i].mac, sizeof(nics[i].mac), "%s", vm->nics[i].mac ?: "");
+                nics[i].address = vm->nics[i].ip;
+                nics[i].prefix = vm->nics[i].prefix;
+                nics[i].gateway = vm->nics[i].gateway;
+        }
+
+        c = (CidataConfig) {
+                .instance_id = vm->id,
+                .hostname = vm->name,
+                .password_hash = hash,
+                .ssh_authorized_keys = keys,
+                .dns = vm->n_nics > 0 ? ctx->dns : NULL,
+                .nics = nics,
+                .n_nics = vm->n_nics,
+        };
+        return cidata_write_image(&c, path);
+}
+
+static int prepare_cloud(const LifecycleContext *ctx, const VmCreateOptions *opts, Vm *vm,
+                         const ImageRecord *img, bool dry_run) {
+        _cleanup_free_ char *base = NULL, *overlay = NULL, *name = NULL, *firmware = NULL, *cidata = NULL;
         int r;
 
         name = strjoin(hex_of(img->content_sum), ".qcow2", NULL);
@@ -193,7 +241,17 @@ static int prepare_cloud(const LifecycleContext *ctx, Vm *vm, const ImageRecord 
         r = dry_run ? 0 : disks_create_overlay(overlay, base, vm->storage);
         if (r < 0)
                 return r;
-        return add_storage(vm, overlay, false, NULL, STORAGE_OVERLAY, "qcow2");
+        r = add_storage(vm, overlay, false, NULL, STORAGE_OVERLAY, "qcow2");
+        if (r < 0)
+                return r;
+
+        cidata = strjoin(vm->data_dir, "/cidata.img", NULL);
+        if (!cidata)
+                return -ENOMEM;
+        r = dry_run ? 0 : write_cidata(ctx, opts, vm, cidata);
+        if (r < 0)
+                return r;
+        return add_storage(vm, cidata, true, NULL, STORAGE_CIDATA, "raw");
 }
 
 static int new_vm(const LifecycleContext *ctx, const ImageRecord *img, const VmCreateOptions *opts,
@@ -302,7 +360,7 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
                 return r;
         }
 
-        r = img->type == IMAGE_OCI ? prepare_oci(ctx, vm, img, false) : prepare_cloud(ctx, vm, img, false);
+        r = img->type == IMAGE_OCI ? prepare_oci(ctx, vm, img, false) : prepare_cloud(ctx, opts, vm, img, false);
         if (r >= 0) {
                 vm->state = VM_CREATED;
                 r = vm_store_save(ctx->store, vm);
@@ -341,7 +399,7 @@ int lifecycle_plan(const LifecycleContext *ctx, const char *image, const VmCreat
         r = new_vm(ctx, img, opts, hv, &vm);
         if (r < 0)
                 return r;
-        r = img->type == IMAGE_OCI ? prepare_oci(ctx, vm, img, true) : prepare_cloud(ctx, vm, img, true);
+        r = img->type == IMAGE_OCI ? prepare_oci(ctx, vm, img, true) : prepare_cloud(ctx, opts, vm, img, true);
         if (r < 0)
                 return r;
 

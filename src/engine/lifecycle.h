@@ -16,7 +16,6 @@ typedef struct LifecycleContext {
         const char *cocoon_path;       /* this program, for ExecStop= to call back */
         unsigned stop_timeout_sec;     /* graceful shutdown before systemd's SIGTERM */
         const char *root_password;     /* cloud images: hashed into cidata; may be NULL */
-        char **ssh_key_files;          /* cloud images: authorized keys; may be NULL */
         char **dns;                    /* guest DNS servers */
 } LifecycleContext;
 
@@ -29,6 +28,7 @@ typedef struct VmCreateOptions {
         bool autostart;
         const char *hypervisor;        /* "cloud-hypervisor", "qemu" or "auto" */
         char **properties;             /* "KEY=VALUE" unit resource settings */
+        char **ssh_key_files;          /* cloud images: authorized keys files; may be NULL */
 } VmCreateOptions;
 
 /* Validate the options, resolve the image, reserve the name and a "creating" record that pins the

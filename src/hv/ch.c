@@ -78,12 +78,10 @@ int ch_build_argv(const Vm *vm, const char *program, unsigned version, char ***r
 
         if (vm->n_storage > 0) {
                 r = strv_extend(&argv, "--disk");
-                for (size_t i = 0; r >= 0 && i < vm->n_storage; i++) {
-                        /* cidata only matters until cloud-init has run once. */
-                        if (vm->storage_configs[i].role == STORAGE_CIDATA && vm->first_booted)
-                                continue;
+                /* cidata stays attached after the first boot: cloud-init only acts on it again
+                 * for a new instance id, and keeping it lets a later boot see changed data. */
+                for (size_t i = 0; r >= 0 && i < vm->n_storage; i++)
                         r = push_disk(&argv, vm, &vm->storage_configs[i], version);
-                }
                 if (r < 0)
                         return r;
         }

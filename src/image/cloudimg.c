@@ -996,22 +996,30 @@ static int fetch_published_checksum(const char *url, char **ret_sums_url, char *
                         .on_body = buffer_on_body,
                         .userdata = &b,
                 };
+                bool retry = false;
 
                 r = http_get(&req);
-                if (r >= 0 && req.code != CURLE_OK) {
+                if (r < 0)
+                        break;
+                if (req.code != CURLE_OK) {
                         r = transfer_error(&req, b.size, 0);
-                        if (curl_code_is_transient(req.code) && attempt < CLOUDIMG_MAX_ATTEMPTS)
-                                goto retry;
-                } else if (r >= 0 && (req.status == 404 || req.status == 403 || req.status == 410))
+                        retry = curl_code_is_transient(req.code);
+                } else if (req.status == 404 || req.status == 403 || req.status == 410) {
                         r = -ENOENT;
-                else if (r >= 0 && !status_is_content(req.status)) {
+                        break;
+                } else if (!status_is_content(req.status)) {
                         r = status_error(&req);
-                        if (status_is_transient(req.status) && attempt < CLOUDIMG_MAX_ATTEMPTS)
-                                goto retry;
-                }
-                break;
+                        retry = status_is_transient(req.status);
+                } else
+                        break;
 
-        retry:
+                if (!retry)
+                        break;
+                if (attempt >= CLOUDIMG_MAX_ATTEMPTS) {
+                        r = error_prefix(r, "download of %s failed after %u attempts: ", sums_url,
+                                         attempt);
+                        break;
+                }
                 error_clear();
                 r = sleep_cancellable(500U << (attempt - 1));
                 if (r < 0)

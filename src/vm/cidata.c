@@ -641,7 +641,6 @@ static int iso_add_file(struct archive *a, const char *name, const char *data, t
         return 0;
 }
 
-
 static int iso_set_options(struct archive *a) {
         /* blkid reports the volume ID as LABEL, and cloud-init's NoCloud looks for LABEL=cidata.
          * Rock Ridge and Joliet keep the lowercase, dashed file names that ISO9660 level 1 would
@@ -762,8 +761,11 @@ int cidata_hash_password(const char *password, char **ret) {
         if (!data)
                 return -ENOMEM;
 
+        /* crypt_rn() is libxcrypt's crypt_r() that returns NULL on failure instead of a "*0"
+         * string. The ASan runtime defines crypt_r(), so with --as-needed a sanitized build that
+         * only called crypt_r() lost libcrypt and crashed in the interceptor. */
         errno = 0;
-        hash = crypt_r(password, setting, data);
+        hash = crypt_rn(password, setting, data, sizeof(*data));
         if (!hash || !startswith(hash, "$6$")) {
                 int r = errno > 0 ? -errno : -EINVAL;
 

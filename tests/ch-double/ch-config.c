@@ -1315,7 +1315,7 @@ void ch_config_done(ChConfig *c) {
         free(c->cmdline);
         free(c->firmware);
 
-        /* Each list has one spare entry, which holds what a device that failed to parse half-way
+        /* Each list has one spare entry, which contains what a device that failed to parse half-way
          * had already parsed, so "<=" frees that too. */
         for (size_t i = 0; c->disks && i <= c->n_disks; i++) {
                 ChDiskConfig *d = &c->disks[i];

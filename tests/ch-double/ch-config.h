@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CH_CHAIN_MAX 8
+#define CH_CHAIN_MAX 12
 
 /* A failure as CH reports it: a chain of messages from the outermost context to the root cause
  * ("Error parsing config" → "Error parsing --disk" → "unknown option: foo"). CH prints it on
@@ -86,8 +86,8 @@ typedef struct ChConfig {
         char *seccomp;
         bool landlock;
 
-        /* VM options; has_vm is false when neither --kernel nor --firmware was given, so the
-         * VMM runs without a VM until one is created over the API. */
+        /* VM options. has_vm is false when neither --kernel nor --firmware was given, and the
+         * VMM then runs without a VM (the double does not emulate vm.create). */
         bool has_vm;
         unsigned boot_vcpus, max_vcpus, max_phys_bits;
         bool kvm_hyperv, nested;

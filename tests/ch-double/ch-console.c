@@ -120,7 +120,7 @@ static void write_all(int fd, const char *p, size_t n) {
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k <= 0)
-                        return; /* a PTY nobody reads or a slow socket client loses output */
+                        return; /* Output to a PTY without a reader, or to a slow socket client, is dropped. */
                 p += k;
                 n -= (size_t) k;
         }

@@ -3,7 +3,7 @@
 
 /* The guest's serial port or virtio console as the test double shows it on the host: standard
  * output (tty), a file, a PTY or a listening unix socket. PTY and socket endpoints also serve a
- * tiny line-based "shell" that echoes lines and answers "hostname". */
+ * tiny line-based "shell" that echoes lines and replies to "hostname". */
 
 #include <poll.h>
 #include <stdbool.h>

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The pretend VM of the Cloud Hypervisor test double: the host resources CH would hold while a
- * guest runs (payload files, disk images with their locks, TAP queues, the vsock socket), the
- * made-up guest boot log, and the JSON of vm.info. */
+/* The pretend VM of the Cloud Hypervisor test double. This module opens the host resources CH
+ * keeps open while a guest runs: payload files, disk images with their locks, TAP queues and
+ * the vsock socket. It also builds the made-up guest boot log and the JSON of vm.info. */
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -30,9 +30,9 @@ typedef struct VmDevices {
 
 #define VM_DEVICES_INIT { .vsock_fd = -1 }
 
-/* Check the payload files and open every device as CH does when it boots the VM. On failure
- * fills chain with CH's messages (below "The VM could not boot") and returns < 0; on success
- * devices holds the open fds. Random MAC addresses are filled into config for NICs without one. */
+/* Check the payload files and open every device as CH does when it boots the VM. On failure,
+ * fill chain with CH's messages and return < 0. On success, devices contains the open fds, and
+ * NICs without a MAC address get a random one in config. */
 int vm_devices_open(ChConfig *config, VmDevices *devices, ChErrorChain *chain);
 void vm_devices_close(VmDevices *devices);
 

@@ -77,10 +77,14 @@ static uint64_t now_usec(void) {
 static void vmm_log(Vmm *v, LogLevel level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void vmm_log(Vmm *v, LogLevel level, const char *fmt, ...) {
         static const char *const names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
-        LogLevel max = v->config.verbosity == 0 ? LEVEL_WARN : v->config.verbosity == 1 ? LEVEL_INFO : LEVEL_DEBUG;
+        LogLevel max = LEVEL_DEBUG;
         _cleanup_free_ char *msg = NULL;
         va_list ap;
 
+        if (v->config.verbosity == 0)
+                max = LEVEL_WARN;
+        else if (v->config.verbosity == 1)
+                max = LEVEL_INFO;
         if (level > max)
                 return;
 
@@ -796,10 +800,12 @@ static int run(Vmm *v) {
                 return CH_EXIT_FAILURE;
         }
 
-        if (open_outputs(v, &chain) < 0 || prepare_vm(v, &chain) < 0)
+        if (open_outputs(v, &chain) < 0)
+                goto fail;
+        vmm_event(v, "vmm", "starting");
+        if (prepare_vm(v, &chain) < 0)
                 goto fail;
 
-        vmm_event(v, "vmm", "starting");
         if (v->knobs.boot_delay_ms > 0)
                 usleep(v->knobs.boot_delay_ms * 1000u);
         if (open_api_socket(v, &chain) < 0)

@@ -7,7 +7,8 @@
 # tests/lib/common.sh, and call lab_start after test_init: lab_start registers lab_stop with
 # test_on_exit, so the EXIT trap of test_init stops the lab however the test ends. A shell runs
 # one lab at a time, and test processes running in parallel each get their own state dir and
-# cgroup. Needs root, util-linux (unshare, nsenter, setpriv), systemd and dbus-daemon. Tested
+# cgroup. Call lab_start in the test's own shell, not in $(...) or a pipeline: the lab is killed
+# when the shell process that started it exits, and the variables must reach the test. Needs root, util-linux (unshare, nsenter, setpriv), systemd and dbus-daemon. Tested
 # with systemd 252 and util-linux 2.38.
 #
 #   lab_require               skip the test (exit 77) without root, systemd or a needed tool
@@ -569,8 +570,9 @@ lab_stop() {
 # Run CMD inside the lab: in its mount, PID, UTS and cgroup namespaces, and its network
 # namespace with LAB_NETNS=1. CMD must be a program, not a shell function. The working directory
 # stays the same; DBUS_SYSTEM_BUS_ADDRESS is removed so that sd-bus uses the lab's default path.
-# NOTE: the command stays in the caller's cgroup, outside the lab's cgroup namespace root, so
-# "systemd-run --scope" (which moves the caller into a new unit) does not work through lab_exec.
+# NOTE: the command starts in the caller's cgroup, outside the lab's cgroup namespace root.
+# "systemd-run --scope" still moves it into a lab unit where the host's cgroup2 mount lacks
+# nsdelegate (tested), but the kernel may reject that move on hosts that mount with nsdelegate.
 lab_exec() {
         local flags=(--mount --pid --uts --cgroup) dir=$PWD
 

@@ -4,7 +4,9 @@
 # Check the built man pages given as arguments (cocoon.1, cocoon-image.1, ...):
 #   - each renders with "man --warnings" without a single warning;
 #   - when $COCOON is an executable, every long option that "cocoon --help" and
-#     "cocoon image COMMAND --help" print appears in cocoon(1) or cocoon-image(1).
+#     "cocoon image COMMAND --help" print appears in cocoon(1) or cocoon-image(1);
+#   - when $COCOON_CONFIG_SOURCE names src/cli/config.c, every key of its table appears in
+#     cocoon.conf(5) as "Key=" with its environment variable, and the variable in cocoon(1).
 # Exits 77 (skipped) when man is not installed.
 
 set -euo pipefail
@@ -43,7 +45,7 @@ if [[ $# -eq 0 ]]; then
         exit 2
 fi
 
-declare -A RENDERED=()
+declare -A TEXT=()
 
 for page in "$@"; do
         name=${page##*/}
@@ -60,7 +62,9 @@ for page in "$@"; do
         else
                 not_ok "$name renders without warnings" "exit status: $status" "$warnings"
         fi
-        RENDERED[$name]=$(MANWIDTH=200 man -E UTF-8 -l "$page" 2>/dev/null)
+        # The option and key checks read the roff source without font escapes, because the
+        # rendered text may hyphenate a long name across two lines.
+        TEXT[$name]=$(sed 's/\\f[BIRP]//g; s/\\&//g' "$page")
 done
 
 # help_options SECTION COMMAND...: print the long options ("--name") that the section SECTION
@@ -81,9 +85,9 @@ check_options() {
 
         shift 2
         what="$section of 'cocoon${*:+ $*} --help'"
-        text=${RENDERED[$page]:-}
+        text=${TEXT[$page]:-}
         if [[ -z $text ]]; then
-                not_ok "$page documents the $what" "$page was not rendered"
+                not_ok "$page documents the $what" "$page was not given"
                 return
         fi
         while read -r option; do
@@ -105,6 +109,35 @@ if [[ -x ${COCOON:-} ]]; then
         done
 else
         echo "# COCOON is not set to an executable, the option checks do not run"
+fi
+
+# check_config_keys: every { "Section", "Key", "COCOON_VARIABLE", ... } entry of the table in
+# config.c is documented.
+check_config_keys() {
+        local section key variable missing=() count=0
+
+        while read -r section key variable; do
+                count=$((count + 1))
+                grep -qF -- "[$section]" <<<"${TEXT[cocoon.conf.5]:-}" || missing+=("[$section]")
+                grep -qF -- "$key=" <<<"${TEXT[cocoon.conf.5]:-}" || missing+=("$key=")
+                grep -qF -- "$variable" <<<"${TEXT[cocoon.conf.5]:-}" || missing+=("$variable in cocoon.conf.5")
+                grep -qF -- "$variable" <<<"${TEXT[cocoon.1]:-}" || missing+=("$variable in cocoon.1")
+        done < <(grep -oE '\{ "[A-Za-z]+", "[A-Za-z]+", "COCOON_[A-Z_]+"' "$COCOON_CONFIG_SOURCE" | tr -d '{",')
+
+        if [[ $count -eq 0 ]]; then
+                not_ok "cocoon.conf.5 documents every configuration key" \
+                        "no keys found in $COCOON_CONFIG_SOURCE"
+        elif [[ ${#missing[@]} -eq 0 ]]; then
+                ok "cocoon.conf.5 documents every configuration key ($count keys)"
+        else
+                not_ok "cocoon.conf.5 documents every configuration key" "not documented: ${missing[*]}"
+        fi
+}
+
+if [[ -r ${COCOON_CONFIG_SOURCE:-} ]]; then
+        check_config_keys
+else
+        echo "# COCOON_CONFIG_SOURCE is not set to a readable file, the key check does not run"
 fi
 
 finish
