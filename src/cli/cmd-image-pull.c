@@ -24,7 +24,7 @@ static const CliOption options[] = {
         { "quiet", 'q', NULL, "print no progress, only the result lines", ARG_QUIET },
         { "insecure", 0, NULL, "allow plain HTTP and unverified TLS for the registries of these images", ARG_INSECURE },
         { "force", 0, NULL, "download cloud images again even when they are up to date", ARG_FORCE },
-        { "max-size", 0, "SIZE", "largest cloud image download accepted, e.g. 30G (default 20G)", ARG_MAX_SIZE },
+        { "max-size", 0, "SIZE", "largest cloud image download accepted, e.g. 30G (default CloudImageMaxSize=, 20G)", ARG_MAX_SIZE },
         { "checksum", 0, "sha256:HEX", "expected sha256 of the one cloud image URL given", ARG_CHECKSUM },
         {},
 };
@@ -174,8 +174,8 @@ static void on_layer_done(void *userdata, size_t index, uint64_t erofs_size) {
         }
 }
 
-/* Progress of a cloud image download: on a terminal one bar, redrawn in place at most ten times
- * a second; otherwise one plain line per step. */
+/* Progress of a cloud image download. On a terminal, one bar is redrawn in place at most ten
+ * times a second. Otherwise each step prints one plain line. */
 typedef struct CloudView {
         bool tty;
         bool bar_drawn;            /* the cursor is at the end of a bar line */

@@ -18,6 +18,7 @@ const CliCommand *const cli_commands[] = {
         &cmd_vm_debug,
         &cmd_vm_autostart,
         &cmd_vm_shutdown_hook,
+        &cmd_gc,
         &cmd_version,
         &cmd_completion,
         NULL,

@@ -18,5 +18,6 @@ extern const CliCommand cmd_vm_rm;
 extern const CliCommand cmd_vm_debug;
 extern const CliCommand cmd_vm_autostart;
 extern const CliCommand cmd_vm_shutdown_hook;
+extern const CliCommand cmd_gc;
 extern const CliCommand cmd_version;
 extern const CliCommand cmd_completion;

@@ -322,6 +322,7 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
                      Vm **ret) {
         _cleanup_(image_record_freep) ImageRecord *img = NULL;
         _cleanup_(vm_freep) Vm *vm = NULL;
+        _cleanup_close_ int lock = -EBADF;
         HypervisorType hv;
         int *pins = NULL, r;
 
@@ -346,6 +347,11 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
                 return r;
 
         r = new_vm(ctx, img, opts, hv, &vm);
+        if (r < 0)
+                return r;
+
+        /* Held until the record says "created", so gc never takes a VM that is being built. */
+        r = vm_store_lock(ctx->store, vm->id, LOCK_EX, &lock);
         if (r < 0)
                 return r;
 

@@ -32,7 +32,7 @@
 /* A transfer that moves no byte for this long counts as cut, and is resumed. */
 #define STALL_TIMEOUT_SEC 60L
 #define SHA256SUMS_MAX (1024U * 1024U)
-/* Enough to see every signature cloudimg_sniff_reject() knows (tar's is at offset 257). */
+/* Enough for every signature cloudimg_sniff_reject() checks (tar's is at offset 257). */
 #define SNIFF_SIZE 512U
 /* The qcow2 header and its extensions sit in the first cluster, at most 2 MiB. */
 #define QCOW2_HEAD_MAX (2U * 1024U * 1024U)
@@ -129,7 +129,8 @@ static bool prefix_matches(const char *p, size_t size, const char *prefix) {
         return size >= n && strncasecmp(p, prefix, n) == 0;
 }
 
-/* Markup that starts a web page or an XML error document (S3 and its clones answer with one). */
+/* Markup that starts a web page or an XML error document, which S3 and compatible stores return
+ * for errors. */
 static int sniff_markup(const uint8_t *head, size_t size) {
         static const char *const html[] = { "<!doctype", "<html", "<head", "<body", "<!--" };
         const char *p = (const char *) head;
@@ -180,7 +181,7 @@ int cloudimg_sniff(const void *head, size_t size, uint64_t file_size, CloudImgFo
         }
 
         /* Anything else is taken as a raw disk, which is made of whole 512-byte sectors. This
-         * also catches short text answers such as a bare "Not Found". */
+         * also catches short text responses such as a bare "Not Found". */
         if (file_size == 0)
                 return error_set(-EMEDIUMTYPE, "received an empty file, not a disk image");
         if (file_size % 512 != 0)
@@ -333,6 +334,7 @@ int cloudimg_sha256sums_url(const char *url, char **ret_url, char **ret_filename
 
 int cloudimg_parse_content_range(const char *value, uint64_t *ret_first, uint64_t *ret_last,
                                  uint64_t *ret_total) {
+        static const char separators[3] = { '-', '/', '\0' };
         uint64_t v[3] = {};
         const char *p = value;
 
@@ -352,7 +354,7 @@ int cloudimg_parse_content_range(const char *value, uint64_t *ret_first, uint64_
                                 goto invalid;
                         v[i] = v[i] * 10 + (uint64_t) (*p - '0');
                 }
-                if (*p != (i == 0 ? '-' : i == 1 ? '/' : '\0'))
+                if (*p != separators[i])
                         goto invalid;
                 if (i < 2)
                         p++;
@@ -381,7 +383,7 @@ static void curl_init_once(void) {
 typedef struct HttpRequest HttpRequest;
 
 /* One GET, with the redirects it goes through. The hooks see only the final response, and only
- * when its status is 200 or 206; a hook that fails records a reason and stops the transfer. */
+ * when its status is 200 or 206. A hook that fails records a reason and stops the transfer. */
 struct HttpRequest {
         const char *url;
         uint64_t range_first;          /* > 0: ask for the bytes from here on */
@@ -738,7 +740,7 @@ typedef struct Download {
         uint64_t written;
         uint64_t total;                  /* 0 when the server did not say */
         char *validator;                 /* strong ETag or Last-Modified of the first response */
-        bool range_ignored;              /* a range request was answered with the whole file */
+        bool range_ignored;              /* the server sent the whole file to a range request */
         uint8_t head[SNIFF_SIZE];
         size_t head_size;
         bool head_checked;
@@ -1421,9 +1423,10 @@ static int lock_cancellable(const Store *s, const char *name, int operation, int
         }
 }
 
-/* Lock the blob: shared when it is already stored (so gc leaves it alone until our record names
- * it), exclusive when we are to create it (so a concurrent pull of the same content waits for
- * ours instead of converting it a second time). Returns whether the blob is stored. */
+/* Lock the blob, and return whether it is stored. The lock is shared when the blob is already
+ * stored, so that gc leaves it alone until our record names it. It is exclusive when we are to
+ * create the blob, so that a concurrent pull of the same content waits for ours instead of
+ * converting it a second time. */
 static int lock_blob(CloudPull *p) {
         _cleanup_free_ char *name = strjoin("blobs/", digest_hex(p->content_sum), NULL);
         int r;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "cloudimg.h"
+#include "config.h"
 #include "fileio.h"
 #include "tests.h"
 
@@ -318,6 +319,23 @@ TEST(pull_rejects_bad_arguments) {
         ASSERT_TRUE(rec == NULL);
 
         ASSERT_OK(rm_rf(dir));
+        return 0;
+}
+
+TEST(config_cloud_image_max_size) {
+        _cleanup_(config_done) Config c = {};
+
+        ASSERT_OK(config_parse_ini(&c, "[Images]\nCloudImageMaxSize=30G\n", "test.conf"));
+        ASSERT_EQ(c.cloud_image_max_size, UINT64_C(30) << 30);
+        ASSERT_OK(config_parse_ini(&c, "[Images]\nCloudImageMaxSize=1048576\n", "test.conf"));
+        ASSERT_EQ(c.cloud_image_max_size, 1048576);
+
+        ASSERT_ERROR(config_parse_ini(&c, "[Images]\nCloudImageMaxSize=0\n", "test.conf"), EINVAL);
+        ASSERT_ERROR_MESSAGE(-EINVAL, "invalid value '0' for CloudImageMaxSize in test.conf:2: "
+                                      "expected a size above 0");
+        ASSERT_ERROR(config_parse_ini(&c, "[Images]\nCloudImageMaxSize=lots\n", "test.conf"), EINVAL);
+        ASSERT_ERROR_MESSAGE(-EINVAL, "CloudImageMaxSize in test.conf:2: invalid size 'lots': "
+                                      "expected a number with an optional unit such as 512M or 10G");
         return 0;
 }
 

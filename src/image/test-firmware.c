@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <sys/stat.h>
 
+#include "config.h"
 #include "fileio.h"
 #include "firmware.h"
 #include "strv.h"
@@ -103,6 +104,14 @@ TEST(firmware_qemu_message) {
         ASSERT_ERROR_MESSAGE(-ENOENT, expected);
 
         ASSERT_OK(rm_rf(dir));
+        return 0;
+}
+
+TEST(config_firmware_key) {
+        _cleanup_(config_done) Config c = {};
+
+        ASSERT_OK(config_parse_ini(&c, "[VM]\nFirmware=/opt/firmware/CLOUDHV.fd\n", "test.conf"));
+        ASSERT_STREQ(c.firmware, "/opt/firmware/CLOUDHV.fd");
         return 0;
 }
 

@@ -10,7 +10,7 @@ SIGTERM. Every request is appended to --log as one line: "<method> <path> <Range
 The first path component picks the behaviour, the rest names a file under --root:
 
   /files/<path>             the file, with Range support (206), ETag and Last-Modified
-  /norange/<path>           the file, always whole with status 200, whatever Range asks
+  /norange/<path>           the file, always whole with status 200, whatever Range requests
   /cut/<path>               the first request for the path sends the full Content-Length but
                             closes the connection after half the body; later ones act as /files
   /cut-norange/<path>       like /cut, but every response ignores Range

@@ -264,4 +264,24 @@ vm vm rm --force auto1 manual >/dev/null
 assert_eq "no VM is left" "No VMs found." "$(vm vm list)"
 assert_eq "no cocoon unit is left" "" "$(lab_exec systemctl list-units --no-legend --all 'cocoon-vm@*' || true)"
 
+# ---------------------------------------------------------------------------------------------
+# gc: with the image removed and no VM left, every blob, boot file and leftover goes.
+
+vm vm create --nics 0 --name keep "$IMAGE" >/dev/null
+cocoon_run image rm "$IMAGE" >/dev/null
+capture vm gc
+assert_eq "gc exits 0" 0 "$CAPTURE_STATUS"
+assert_true "gc keeps the blobs a VM uses" test "$(find "$ROOT/blobs/sha256" -name '*.erofs' | wc -l)" -eq 2
+capture vm gc --dry-run
+assert_contains "a dry run with nothing to do says so" "$CAPTURE_STDOUT" "gc: would remove 0 items"
+vm vm rm keep >/dev/null
+capture vm gc --dry-run
+assert_contains "a dry run lists the blobs" "$CAPTURE_STDOUT" "Would remove blob sha256:"
+assert_true "a dry run removes nothing" test "$(find "$ROOT/blobs/sha256" -name '*.erofs' | wc -l)" -eq 2
+capture vm gc
+assert_contains "gc reports what it removed" "$CAPTURE_STDOUT" "Removed blob sha256:"
+assert_eq "no blob is left" "" "$(find "$ROOT/blobs" "$ROOT/boot" -mindepth 2 | head -n 3)"
+assert_eq "nothing but empty directories is left in the store" "" \
+        "$(find "$ROOT" -type f -not -path "$ROOT/locks/*" | head -n 3)"
+
 test_finish
