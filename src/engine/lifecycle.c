@@ -422,6 +422,9 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
         char *stop[] = { (char *) ctx->cocoon_path, (char *) "--root-dir", (char *) ctx->root_dir,
                          (char *) "--run-dir", (char *) ctx->run_dir, (char *) "vm",
                          (char *) "shutdown-hook", vm->id, NULL };
+        char *relay[] = { (char *) ctx->cocoon_path, (char *) "--root-dir", (char *) ctx->root_dir,
+                          (char *) "--run-dir", (char *) ctx->run_dir, (char *) "vm",
+                          (char *) "console-relay", vm->id, NULL };
         int r;
 
         if (!ops)
@@ -439,6 +442,10 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
                 r = unit_spec_add_string(spec, "Description", description);
         if (r >= 0)
                 r = unit_spec_add_exec(spec, "ExecStart", argv, false);
+        /* The relay forks into the background and stays in the unit's cgroup, so it ends with
+         * the VM. Its failure is ignored: the guest runs on without a console. */
+        if (r >= 0 && ops->console_needs_relay)
+                r = unit_spec_add_exec(spec, "ExecStartPost", relay, true);
         if (r >= 0)
                 r = unit_spec_add_exec(spec, "ExecStop", stop, true);
         if (r >= 0)

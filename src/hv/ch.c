@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "ch.h"
 #include "error.h"
@@ -110,15 +111,17 @@ int ch_build_argv(const Vm *vm, const char *program, unsigned version, char ***r
                         return r;
         }
 
-        /* The guest console goes to the VMM's stdout, which systemd sends to the journal: the
-         * virtio console for direct boot (guest console=hvc0), the serial port for UEFI. */
+        /* The guest console is a PTY: the virtio console for direct boot (guest console=hvc0),
+         * the serial port for UEFI. The console relay of the unit opens it, copies the output
+         * to the journal and serves `cocoon vm console`. With "tty" the output would reach the
+         * journal too, but the VMM's stdin is /dev/null, so nobody could type. */
         if ((r = strv_extend(&argv, "--rng")) < 0 ||
             (r = strv_extend(&argv, "src=/dev/urandom")) < 0 ||
             (r = strv_extend(&argv, "--watchdog")) < 0 ||
             (r = strv_extend(&argv, "--serial")) < 0 ||
-            (r = strv_extend(&argv, direct_boot ? "off" : "tty")) < 0 ||
+            (r = strv_extend(&argv, direct_boot ? "off" : "pty")) < 0 ||
             (r = strv_extend(&argv, "--console")) < 0 ||
-            (r = strv_extend(&argv, direct_boot ? "tty" : "off")) < 0)
+            (r = strv_extend(&argv, direct_boot ? "pty" : "off")) < 0)
                 return r;
 
         *ret = TAKE_PTR(argv);
@@ -129,9 +132,36 @@ static size_t discard_body(char *ptr, size_t size, size_t n, void *userdata) {
         return size * n;
 }
 
-int ch_api_call(const char *socket, const char *method, const char *endpoint, long *ret_status) {
+#define CH_API_BODY_MAX (1024 * 1024)
+
+typedef struct Body {
+        char *data;
+        size_t len;
+} Body;
+
+static size_t keep_body(char *ptr, size_t size, size_t n, void *userdata) {
+        Body *b = userdata;
+        size_t k = size * n;
+        char *t;
+
+        /* Returning less than k makes curl fail the transfer. */
+        if (b->len + k > CH_API_BODY_MAX)
+                return 0;
+        t = realloc(b->data, b->len + k + 1);
+        if (!t)
+                return 0;
+        memcpy(t + b->len, ptr, k);
+        b->data = t;
+        b->len += k;
+        b->data[b->len] = '\0';
+        return k;
+}
+
+static int api_request(const char *socket, const char *method, const char *endpoint, long *ret_status,
+                       char **ret_body) {
         _cleanup_free_ char *url = strjoin("http://localhost/api/v1/", endpoint, NULL);
         char errbuf[CURL_ERROR_SIZE] = "";
+        Body body = {};
         CURL *c;
         CURLcode cc;
         long status = 0;
@@ -145,7 +175,11 @@ int ch_api_call(const char *socket, const char *method, const char *endpoint, lo
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket);
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+        if (ret_body) {
+                curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
+                curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+        } else
+                curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -159,6 +193,8 @@ int ch_api_call(const char *socket, const char *method, const char *endpoint, lo
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(c);
 
+        if (cc != CURLE_OK)
+                free(body.data);
         if (cc == CURLE_COULDNT_CONNECT)
                 return error_set(-ECONNREFUSED, "nothing answers on the API socket %s", socket);
         if (cc != CURLE_OK)
@@ -166,5 +202,39 @@ int ch_api_call(const char *socket, const char *method, const char *endpoint, lo
                                  errbuf[0] ? errbuf : curl_easy_strerror(cc));
         if (ret_status)
                 *ret_status = status;
-        return 0;
+        if (ret_body)
+                *ret_body = body.data ? body.data : strdup("");
+        return ret_body && !*ret_body ? -ENOMEM : 0;
+}
+
+int ch_api_call(const char *socket, const char *method, const char *endpoint, long *ret_status) {
+        return api_request(socket, method, endpoint, ret_status, NULL);
+}
+
+int ch_api_get(const char *socket, const char *endpoint, long *ret_status, char **ret_body) {
+        return api_request(socket, "GET", endpoint, ret_status, ret_body);
+}
+
+int ch_console_path_from_info(const char *info, bool serial, char **ret) {
+        const char *device = serial ? "serial" : "console";
+        json_t *root, *mode, *file;
+        json_error_t err;
+        int r = 0;
+
+        root = json_loads(info, 0, &err);
+        if (!root)
+                return error_set(-EBADMSG, "invalid vm.info answer: %s", err.text);
+
+        mode = json_object_get(json_object_get(json_object_get(root, "config"), device), "mode");
+        file = json_object_get(json_object_get(json_object_get(root, "config"), device), "file");
+        if (!json_is_string(mode) || !streq(json_string_value(mode), "Pty"))
+                r = error_set(-EOPNOTSUPP, "the %s of the VM is not a PTY (mode %s)", device,
+                              json_is_string(mode) ? json_string_value(mode) : "missing");
+        else if (!json_is_string(file) || isempty(json_string_value(file)))
+                r = error_set(-EBADMSG, "vm.info has no PTY path for the %s", device);
+        else if (!(*ret = strdup(json_string_value(file))))
+                r = -ENOMEM;
+
+        json_decref(root);
+        return r;
 }

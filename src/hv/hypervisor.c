@@ -40,8 +40,23 @@ static int ch_ping(const Vm *vm) {
         return status == 200 ? 0 : error_set(-EIO, "cloud-hypervisor answered HTTP %ld to a ping", status);
 }
 
+/* The PTY that Cloud Hypervisor allocated, as vm.info reports it now: a PTY path recorded at
+ * an earlier start would be stale. */
 static int ch_console_endpoint(const Vm *vm, char **ret) {
-        return -EOPNOTSUPP;
+        _cleanup_free_ char *socket = hypervisor_socket_path(vm), *info = NULL;
+        long status = 0;
+        int r;
+
+        if (!socket)
+                return -ENOMEM;
+        r = ch_api_get(socket, "vm.info", &status, &info);
+        if (r < 0)
+                return r;
+        if (status != 200)
+                return error_set(-EIO, "cloud-hypervisor answered HTTP %ld to vm.info", status);
+
+        /* Direct boot talks on the virtio console (hvc0), UEFI on the serial port (ttyS0). */
+        return ch_console_path_from_info(info, vm->kernel_path == NULL, ret);
 }
 
 static const HypervisorOps ch_ops = {
@@ -52,6 +67,7 @@ static const HypervisorOps ch_ops = {
         .power_button = ch_power_button,
         .ping = ch_ping,
         .console_endpoint = ch_console_endpoint,
+        .console_needs_relay = true,
 };
 
 const HypervisorOps *hypervisor_ops(HypervisorType type) {

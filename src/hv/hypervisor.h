@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+
 #include "vm.h"
 
 /* What a hypervisor backend provides. Everything above this table (the engine, the commands)
@@ -20,8 +22,15 @@ typedef struct HypervisorOps {
         /* Check the VMM answers on its control socket: 0 when it does. */
         int (*ping)(const Vm *vm);
 
-        /* Path of the socket or device the console relay attaches to, or -ENOTSUP. */
+        /* Path of the guest console's host side while the VM runs, or -EOPNOTSUPP. With
+         * console_needs_relay it is what the console relay opens (a PTY or a stream socket);
+         * without, `cocoon vm console` connects to it as a unix stream socket itself. */
         int (*console_endpoint)(const Vm *vm, char **ret);
+
+        /* True when the VMM cannot both log the guest console to the journal and serve a
+         * client: the unit then runs `cocoon vm console-relay` (ExecStartPost=), which copies
+         * the output to the journal and serves clients on <run_dir>/console.sock. */
+        bool console_needs_relay;
 } HypervisorOps;
 
 const HypervisorOps *hypervisor_ops(HypervisorType type);

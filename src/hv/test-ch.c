@@ -35,7 +35,7 @@ TEST(argv_oci_direct_boot) {
                      "path=/v/cow.raw,readonly=off,direct=on,image_type=raw,sparse=on,num_queues=2,queue_size=256,serial=cocoon-cow "
                      "--kernel /var/lib/cocoon/boot/L1/vmlinuz --initramfs /var/lib/cocoon/boot/L1/initrd.img "
                      "--cmdline console=hvc0 boot=cocoon-overlay "
-                     "--rng src=/dev/urandom --watchdog --serial off --console tty");
+                     "--rng src=/dev/urandom --watchdog --serial off --console pty");
         /* The command line stays one argv word. */
         ASSERT_TRUE(strv_contains(argv, "console=hvc0 boot=cocoon-overlay"));
         /* No hidden balloon and no automatic hugepages. */
@@ -73,7 +73,7 @@ TEST(argv_uefi_cloud_image) {
         joined = strv_join(argv, " ");
         ASSERT_TRUE(strstr(joined, "path=/v/cow.raw,readonly=off,direct=on,image_type=qcow2,backing_files=on,"));
         ASSERT_TRUE(strstr(joined, "--firmware /var/lib/cocoon/firmware/CLOUDHV.fd"));
-        ASSERT_TRUE(strstr(joined, "--serial tty --console off"));
+        ASSERT_TRUE(strstr(joined, "--serial pty --console off"));
         ASSERT_TRUE(!strstr(joined, "--kernel"));
         return 0;
 }
@@ -86,6 +86,36 @@ TEST(argv_needs_kernel_or_firmware) {
         vm->kernel_path = (free(vm->kernel_path), NULL);
         r = ch_build_argv(vm, "cloud-hypervisor", 53, &argv);
         ASSERT_ERROR_MESSAGE(r, "VM web has neither a kernel nor firmware");
+        return 0;
+}
+
+TEST(console_path_from_vm_info) {
+        const char *info = "{\"config\":{\"console\":{\"file\":\"/dev/pts/7\",\"mode\":\"Pty\"},"
+                           "\"serial\":{\"file\":null,\"mode\":\"Off\"}},\"state\":\"Running\"}";
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        ASSERT_OK(ch_console_path_from_info(info, false, &path));
+        ASSERT_STREQ(path, "/dev/pts/7");
+
+        r = ch_console_path_from_info(info, true, &path);
+        ASSERT_ERROR(r, EOPNOTSUPP);
+        ASSERT_ERROR_MESSAGE(r, "the serial of the VM is not a PTY (mode Off)");
+        return 0;
+}
+
+TEST(console_path_rejects_bad_info) {
+        char *path = NULL;
+        int r;
+
+        r = ch_console_path_from_info("{\"config\":{\"serial\":{\"mode\":\"Pty\",\"file\":null}}}", true, &path);
+        ASSERT_ERROR(r, EBADMSG);
+        ASSERT_ERROR_MESSAGE(r, "vm.info has no PTY path for the serial");
+        r = ch_console_path_from_info("{}", false, &path);
+        ASSERT_ERROR_MESSAGE(r, "the console of the VM is not a PTY (mode missing)");
+        r = ch_console_path_from_info("not json", false, &path);
+        ASSERT_ERROR(r, EBADMSG);
+        ASSERT_TRUE(path == NULL);
         return 0;
 }
 
