@@ -22,7 +22,7 @@ fi
 # Build: compiler, meson, and the five libraries Cocoon links against.
 build_packages=(
         gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
-        libsystemd-dev libcurl4-openssl-dev libjansson-dev libarchive-dev libssl-dev
+        libsystemd-dev libcurl4-openssl-dev libjansson-dev libarchive-dev libssl-dev libcrypt-dev
         scdoc man-db
 )
 # Runtime: what the commands run (qemu-img, mkfs.ext4), the QEMU backend and its firmware,
@@ -35,7 +35,7 @@ runtime_packages=(
 # tools the test scripts use.
 test_packages=(
         docker-registry skopeo linux-image-amd64 busybox-static cpio zstd jq curl python3
-        shellcheck kmod util-linux
+        shellcheck kmod util-linux openssh-client file
 )
 
 export DEBIAN_FRONTEND=noninteractive

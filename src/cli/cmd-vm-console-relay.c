@@ -21,6 +21,7 @@
 #include "console-relay.h"
 #include "error.h"
 #include "hypervisor.h"
+#include "strv.h"
 #include "vm-common.h"
 #include "vm-store.h"
 

@@ -40,6 +40,7 @@ int vm_command_context_init(const Config *config, VmCommandContext *ret) {
                 .cocoon_path = ret->cocoon_path,
                 .stop_timeout_sec = config->stop_timeout_sec,
                 .root_password = isempty(config->root_password) ? NULL : config->root_password,
+                .firmware = isempty(config->firmware) ? NULL : config->firmware,
                 .dns = ret->dns,
         };
         return 0;

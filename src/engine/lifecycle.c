@@ -12,6 +12,7 @@
 #include "disks.h"
 #include "error.h"
 #include "fileio.h"
+#include "firmware.h"
 #include "format.h"
 #include "hypervisor.h"
 #include "image-index.h"
@@ -227,15 +228,25 @@ static int prepare_cloud(const LifecycleContext *ctx, const VmCreateOptions *opt
         name = strjoin(hex_of(img->content_sum), ".qcow2", NULL);
         base = name ? store_path(ctx->store, "blobs", "sha256", name, NULL) : NULL;
         overlay = strjoin(vm->data_dir, "/overlay.qcow2", NULL);
-        firmware = store_path(ctx->store, "firmware", "CLOUDHV.fd", NULL);
-        if (!base || !overlay || !firmware)
+        if (!base || !overlay)
                 return -ENOMEM;
 
         r = dry_run ? 0 : file_must_exist(base, "cloud image");
         if (r < 0)
                 return r;
-        if (!dry_run && access(firmware, R_OK) < 0)
-                return error_set(-ENOENT, "UEFI firmware not found: %s", firmware);
+
+        r = firmware_find(ctx->store, ctx->firmware,
+                          vm->hypervisor == HYPERVISOR_QEMU ? FIRMWARE_QEMU : FIRMWARE_CLOUD_HYPERVISOR,
+                          &firmware);
+        if (r < 0 && !dry_run)
+                return r;
+        if (r < 0) {
+                /* vm debug shows where the firmware would be expected. */
+                error_clear();
+                firmware = store_path(ctx->store, "firmware", "CLOUDHV.fd", NULL);
+                if (!firmware)
+                        return -ENOMEM;
+        }
         vm->firmware_path = TAKE_PTR(firmware);
 
         r = dry_run ? 0 : disks_create_overlay(overlay, base, vm->storage);

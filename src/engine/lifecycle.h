@@ -16,6 +16,7 @@ typedef struct LifecycleContext {
         const char *cocoon_path;       /* this program, for ExecStop= to call back */
         unsigned stop_timeout_sec;     /* graceful shutdown before systemd's SIGTERM */
         const char *root_password;     /* cloud images: hashed into cidata; may be NULL */
+        const char *firmware;          /* configured UEFI firmware; NULL = search the defaults */
         char **dns;                    /* guest DNS servers */
 } LifecycleContext;
 

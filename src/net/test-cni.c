@@ -95,19 +95,14 @@ static int parse_error(const char *text, bool is_list, const char *reason) {
         return 0;
 }
 
-TEST(network_parse_errors) {
-        ASSERT_OK(parse_error("{\"name\":", true,
-                              "invalid JSON in CNI configuration /etc/cni/net.d/10-x.conflist: "
-                              "'[' or '{' expected near end of file (line 1)") ? -1 : 0);
-        return 0;
-}
-
 TEST(network_parse_error_reasons) {
         static const struct {
                 const char *text;
                 bool is_list;
                 const char *reason;
         } cases[] = {
+                { "{\"name\":", true, "invalid JSON in CNI configuration /etc/cni/net.d/10-x.conflist: "
+                                       "unexpected token near end of file (line 1)" },
                 { "[1]", true, "CNI configuration /etc/cni/net.d/10-x.conflist is not a JSON object" },
                 { "{\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"a\"}]}", true,
                   "missing 'name' in CNI configuration /etc/cni/net.d/10-x.conflist" },
@@ -231,9 +226,8 @@ TEST(network_load_errors) {
         ASSERT_ERROR(r, EBADMSG);
         broken = strjoin(dir, "/30-broken.conflist", NULL);
         expected = strjoin("invalid JSON in CNI configuration ", broken,
-                           ": unexpected end of file near end of file (line 1)", NULL);
+                           ": unexpected token near end of file (line 1)", NULL);
         ASSERT_ERROR_MESSAGE(r, expected);
-        free(expected);
         ASSERT_TRUE(!n);
         return 0;
 }
@@ -770,11 +764,17 @@ TEST(plugin_missing_and_timeout) {
 
 TEST(plugin_exits_without_reading_stdin) {
         _cleanup_fixture_ Fixture f = {};
+        _cleanup_free_ char *pad = malloc(512 * 1024), *extra = NULL;
         CniResult *res = NULL;
         int r;
 
-        /* A large prevResult would fill the pipe; the plugin exits at once without reading. */
-        ASSERT_OK(fixture_init(&f, ",{\"type\":\"early\",\"pad\":\"" "x" "\"}"));
+        /* stdin larger than a pipe buffer, and a plugin that exits without reading it. */
+        ASSERT_TRUE(pad);
+        memset(pad, 'x', 512 * 1024 - 1);
+        pad[512 * 1024 - 1] = '\0';
+        extra = strjoin(",{\"type\":\"early\",\"pad\":\"", pad, "\"}", NULL);
+        ASSERT_TRUE(extra);
+        ASSERT_OK(fixture_init(&f, extra));
         ASSERT_OK(write_text(f.dir, "early", "#!/bin/sh\necho '{\"code\":4,\"msg\":\"bad env\"}'\nexit 1\n", 0755));
         CniRuntime rt = { .bin_dir = f.dir, .cache_dir = f.cache };
         CniAttachment a = { .container_id = "c1", .netns = "/run/netns/x", .ifname = "eth0" };

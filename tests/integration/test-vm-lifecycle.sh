@@ -265,6 +265,49 @@ assert_eq "no VM is left" "No VMs found." "$(vm vm list)"
 assert_eq "no cocoon unit is left" "" "$(lab_exec systemctl list-units --no-legend --all 'cocoon-vm@*' || true)"
 
 # ---------------------------------------------------------------------------------------------
+# Cloud images: a qcow2 overlay on the base, a cidata seed, UEFI firmware.
+
+mkdir -p "$TEST_DIR/www"
+qemu-img create -q -f raw "$TEST_DIR/www/cloud.img" 64M
+python3 -m http.server --bind 127.0.0.1 --directory "$TEST_DIR/www" 0 >"$TEST_DIR/http.log" 2>&1 &
+HTTP_PID=$!
+test_on_exit "kill $HTTP_PID"
+for _ in $(seq 50); do
+        HTTP_PORT=$(grep -o 'port [0-9]*' "$TEST_DIR/http.log" | head -n1 | cut -d' ' -f2) && [[ -n $HTTP_PORT ]] && break
+        sleep 0.1
+done
+CLOUD=http://127.0.0.1:$HTTP_PORT/cloud.img
+cocoon_run image pull -q "$CLOUD" >/dev/null || test_fail "cloud image pull" "failed"
+
+before=$(store_snapshot)
+assert_fails_like "Failed to create a VM from '$CLOUD': UEFI firmware not found: looked in .*CLOUDHV.fd.*" \
+        vm vm create --nics 0 --name cloud1 "$CLOUD"
+assert_store_unchanged "missing firmware leaves the store unchanged" "$before"
+
+mkdir -p "$ROOT/firmware"
+head -c 2M /dev/zero >"$ROOT/firmware/CLOUDHV.fd"
+ssh-keygen -q -t ed25519 -N '' -C test@cocoon -f "$TEST_DIR/id_test"
+capture vm --root-password 's3cret-Pa55' vm create --nics 0 --name cloud1 \
+        --storage 2G --ssh-key "$TEST_DIR/id_test.pub" "$CLOUD"
+assert_eq "a cloud-image VM is created" 0 "$CAPTURE_STATUS"
+CID=$(vm_field cloud1 .id)
+assert_contains "the overlay is backed by the base blob" \
+        "$(qemu-img info -U --output=json "$ROOT/vms/$CID/overlay.qcow2" | jq -r '."backing-filename"')" "$ROOT/blobs/sha256/"
+assert_eq "the overlay grew to --storage" 2147483648 \
+        "$(qemu-img info -U --output=json "$ROOT/vms/$CID/overlay.qcow2" | jq -r '."virtual-size"')"
+assert_eq "the cidata seed has the label cidata" cidata "$(blkid -o value -s LABEL "$ROOT/vms/$CID/cidata.img" 2>/dev/null || echo missing)"
+assert_true "the root password is not stored in plain text" \
+        sh -c "! grep -rqa 's3cret-Pa55' '$ROOT'"
+assert_true "the seed holds a SHA-512 crypt hash" grep -qaF "\$6\$" "$ROOT/vms/$CID/cidata.img"
+assert_true "the seed holds the SSH key" grep -qa 'test@cocoon' "$ROOT/vms/$CID/cidata.img"
+capture vm vm start cloud1
+assert_eq "a cloud-image VM starts" "started: $CID" "$CAPTURE_STDOUT"
+assert_contains "it boots with the firmware" "$(lab_exec systemctl show -p ExecStart --value cocoon-vm@cloud1.service)" \
+        "--firmware $ROOT/firmware/CLOUDHV.fd"
+vm vm rm --force cloud1 >/dev/null
+cocoon_run image rm "$CLOUD" >/dev/null
+
+# ---------------------------------------------------------------------------------------------
 # gc: with the image removed and no VM left, every blob, boot file and leftover goes.
 
 vm vm create --nics 0 --name keep "$IMAGE" >/dev/null
