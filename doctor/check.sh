@@ -36,6 +36,7 @@ OVMF_PACKAGE_PATHS=(/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_CODE.fd
 
 fix=0
 upgrade=0
+# The prefix of every system path (--root): empty for the real host.
 sysroot=
 subnet=
 config_file=
@@ -136,11 +137,6 @@ die_usage() {
 
 # --- Helpers --------------------------------------------------------------------------------
 
-# The path of a host file, under --root when it is set.
-sys() {
-        printf '%s%s' "$sysroot" "$1"
-}
-
 # Find a program the way cocoon does, in the directories of $PATH (under --root). Prints the
 # host path, without the --root prefix.
 find_program() {
@@ -150,7 +146,7 @@ find_program() {
         IFS=: read -ra dirs <<<"$PATH"
         for dir in "${dirs[@]}"; do
                 [ -n "$dir" ] || continue
-                if [ -f "$(sys "$dir/$1")" ] && [ -x "$(sys "$dir/$1")" ]; then
+                if [ -f "$sysroot$dir/$1" ] && [ -x "$sysroot$dir/$1" ]; then
                         printf '%s\n' "$dir/$1"
                         return 0
                 fi
@@ -162,7 +158,7 @@ find_program() {
 program_version_line() {
         local program=$1
         shift
-        timeout 10 "$(sys "$program")" "$@" 2>&1 </dev/null | head -n 1
+        timeout 10 "$sysroot$program" "$@" 2>&1 </dev/null | head -n 1
 }
 
 need_package() {
@@ -186,8 +182,9 @@ write_file() {
         fi
 }
 
+# Print the octal permission bits of a file, following symbolic links, or 0 if stat fails.
 file_mode() {
-        stat -L -c %a "$1" 2>/dev/null
+        stat -L -c %a "$1" 2>/dev/null || echo 0
 }
 
 # --- Configuration --------------------------------------------------------------------------
@@ -239,11 +236,11 @@ load_config() {
         cfg_firmware=
 
         file=${config_file:-/etc/cocoon/cocoon.conf}
-        if [ -n "$config_file" ] && [ ! -f "$(sys "$file")" ]; then
+        if [ -n "$config_file" ] && [ ! -f "$sysroot$file" ]; then
                 die_usage "configuration file '$file' not found"
         fi
-        read_config_file "$(sys "$file")"
-        for dropin in "$(sys "$file.d")"/*.conf; do
+        read_config_file "$sysroot$file"
+        for dropin in "$sysroot$file.d"/*.conf; do
                 [ -f "$dropin" ] && read_config_file "$dropin"
         done
 
@@ -349,7 +346,7 @@ check_cloud_hypervisor() {
                 if qemu_path=$(find_program "$qemu_system"); then
                         warn "cloud-hypervisor not found in PATH: Cocoon falls back to QEMU ($qemu_path); run --upgrade to install Cloud Hypervisor $CH_VERSION"
                 else
-                        fail "cloud-hypervisor not found in PATH, and $qemu_system neither: Cocoon has no hypervisor; run --upgrade, or --fix to install QEMU"
+                        fail "neither cloud-hypervisor nor $qemu_system found in PATH: Cocoon has no hypervisor; run --upgrade, or --fix to install QEMU"
                 fi
                 return
         fi
@@ -405,7 +402,7 @@ check_qemu() {
 
 # A firmware file is usable when it is a non-empty, readable regular file, as cocoon requires.
 firmware_usable() {
-        [ -f "$(sys "$1")" ] && [ -s "$(sys "$1")" ] && [ -r "$(sys "$1")" ]
+        [ -f "$sysroot$1" ] && [ -s "$sysroot$1" ] && [ -r "$sysroot$1" ]
 }
 
 check_firmware() {
@@ -414,7 +411,7 @@ check_firmware() {
 
         if [ -n "$ch_path" ]; then
                 if firmware_usable "$ch_firmware"; then
-                        pass "UEFI firmware for Cloud Hypervisor: $ch_firmware ($(stat -c %s "$(sys "$ch_firmware")") bytes)"
+                        pass "UEFI firmware for Cloud Hypervisor: $ch_firmware ($(stat -c %s "$sysroot$ch_firmware") bytes)"
                 else
                         fail "UEFI firmware not found at $ch_firmware: cloud images cannot boot under Cloud Hypervisor; run --upgrade"
                 fi
@@ -539,9 +536,9 @@ kvm_probe_qemu() {
 
 run_kvm_probe() {
         if [ "$KVM_PROBE" != builtin ]; then
-                "$KVM_PROBE" "$(sys /dev/kvm)" "$(sys /proc/cpuinfo)"
+                "$KVM_PROBE" "$sysroot/dev/kvm" "$sysroot/proc/cpuinfo"
         elif command -v python3 >/dev/null; then
-                kvm_probe_python "$(sys /dev/kvm)" "$(sys /proc/cpuinfo)"
+                kvm_probe_python "$sysroot/dev/kvm" "$sysroot/proc/cpuinfo"
         elif command -v "$qemu_system" >/dev/null && [ -z "$sysroot" ]; then
                 kvm_probe_qemu
         else
@@ -552,7 +549,7 @@ run_kvm_probe() {
 check_kvm() {
         local kvm user mode output rc=0 api missing
 
-        kvm=$(sys /dev/kvm)
+        kvm=$sysroot/dev/kvm
         user=${SUDO_USER:-$(id -un)}
         if [ ! -e "$kvm" ]; then
                 fail "/dev/kvm not found: enable virtualization in the firmware settings and load kvm_intel or kvm_amd (nested virtualization must be enabled inside a VM)"
@@ -589,7 +586,7 @@ check_kvm() {
         missing=$(sed -n 's/^missing //p' <<<"$output")
         pass "/dev/kvm works: KVM API ${api:-12}, created a VM and a vCPU"
         if [ -n "$missing" ]; then
-                warn "KVM does not offer guests these CPU features of the host: $missing (typical of nested virtualization); guest software built for x86-64-v2 will crash"
+                warn "KVM does not offer guests these CPU features of the host: $missing (typical of nested virtualization); guest code built for x86-64-v2 stops with illegal-instruction errors"
         fi
         info "the KVM probe runs no guest code, so it cannot show whether a guest kernel boots on this host"
 }
@@ -622,7 +619,7 @@ EOF
 first_conflist() {
         local f
 
-        for f in "$(sys "$cni_conf_dir")"/*.conflist; do
+        for f in "$sysroot$cni_conf_dir"/*.conflist; do
                 if [ -f "$f" ]; then
                         printf '%s\n' "$f"
                         return 0
@@ -631,12 +628,21 @@ first_conflist() {
         return 1
 }
 
+# Print the "name" of a conflist. Returns 1 when python3 finds that the file is not JSON.
+conflist_name() {
+        if command -v python3 >/dev/null; then
+                python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("name", ""))' "$1" 2>/dev/null
+        else
+                grep -o '"name"[[:space:]]*:[[:space:]]*"[^"]*"' "$1" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/'
+        fi
+}
+
 check_cni_config() {
         local file name path
 
         if [ "$fix" -eq 1 ] && ! first_conflist >/dev/null; then
                 path=$cni_conf_dir/10-cocoon.conflist
-                if write_file "$(sys "$path")" 644 "$(cocoon_conflist "$subnet" "$subnet_gateway")"; then
+                if write_file "$sysroot$path" 644 "$(cocoon_conflist "$subnet" "$subnet_gateway")"$'\n'; then
                         fixed "wrote $path: network cocoon on bridge cni0, subnet $subnet, gateway $subnet_gateway"
                 else
                         fail "cannot write $path"
@@ -646,7 +652,10 @@ check_cni_config() {
         fi
 
         if file=$(first_conflist); then
-                name=$(sed -n 's/^[[:space:]]*"name"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$file" | head -n 1)
+                if ! name=$(conflist_name "$file"); then
+                        fail "${file#"$sysroot"} is not valid JSON: cocoon cannot load it; fix or remove it"
+                        return
+                fi
                 pass "CNI network configuration: ${file#"$sysroot"} (network ${name:-without a name})"
         else
                 fail "no *.conflist in $cni_conf_dir: VMs with network interfaces cannot start; run --fix to write 10-cocoon.conflist"
@@ -657,7 +666,7 @@ missing_cni_plugins() {
         local dir=$1 plugin
 
         for plugin in "${CNI_PLUGINS[@]}"; do
-                [ -f "$(sys "$dir/$plugin")" ] && [ -x "$(sys "$dir/$plugin")" ] || printf '%s ' "$plugin"
+                [ -f "$sysroot$dir/$plugin" ] && [ -x "$sysroot$dir/$plugin" ] || printf '%s ' "$plugin"
         done
 }
 
@@ -667,10 +676,10 @@ link_debian_cni_plugins() {
 
         [ "$cni_bin_dir" != "$DEBIAN_CNI_BIN_DIR" ] || return 0
         [ -z "$(missing_cni_plugins "$DEBIAN_CNI_BIN_DIR")" ] || return 0
-        mkdir -p "$(sys "$cni_bin_dir")" || return 1
+        mkdir -p "$sysroot$cni_bin_dir" || return 1
         for plugin in "${CNI_PLUGINS[@]}"; do
-                if [ ! -e "$(sys "$cni_bin_dir/$plugin")" ]; then
-                        ln -s "$DEBIAN_CNI_BIN_DIR/$plugin" "$(sys "$cni_bin_dir/$plugin")" || return 1
+                if [ ! -e "$sysroot$cni_bin_dir/$plugin" ]; then
+                        ln -s "$DEBIAN_CNI_BIN_DIR/$plugin" "$sysroot$cni_bin_dir/$plugin" || return 1
                 fi
         done
         fixed "linked the CNI plugins ${CNI_PLUGINS[*]} from $DEBIAN_CNI_BIN_DIR into $cni_bin_dir"
@@ -735,7 +744,7 @@ install_packages() {
 sysctl_value() {
         local file
 
-        file=$(sys "/proc/sys/${1//.//}")
+        file=$sysroot/proc/sys/${1//.//}
         [ -r "$file" ] && tr -d '[:space:]' <"$file"
 }
 
@@ -745,7 +754,7 @@ persist_sysctls() {
         [ "$sysctls_persisted" -eq 0 ] || return 0
         sysctls_persisted=1
         # systemd-sysctl runs after systemd-modules-load, so the bridge key exists at boot.
-        if write_file "$(sys "$path")" 644 "# Written by Cocoon's doctor/check.sh --fix: VMs on the CNI bridge need routing and
+        if write_file "$sysroot$path" 644 "# Written by Cocoon's doctor/check.sh --fix: VMs on the CNI bridge need routing and
 # bridged traffic that passes through iptables.
 net.ipv4.ip_forward = 1
 net.bridge.bridge-nf-call-iptables = 1
@@ -785,7 +794,7 @@ check_bridge_netfilter() {
 
         # The key exists exactly when br_netfilter is active, as a module or built in.
         if [ -z "$(sysctl_value $key)" ] && [ "$fix" -eq 1 ]; then
-                if write_file "$(sys "$path")" 644 $'br_netfilter\n'; then
+                if write_file "$sysroot$path" 644 $'br_netfilter\n'; then
                         fixed "wrote $path"
                 else
                         fail "cannot write $path"
@@ -818,22 +827,22 @@ check_bridge_netfilter() {
 check_directory() {
         local dir=$1 mode=$2 contents=$3 actual
 
-        if [ ! -d "$(sys "$dir")" ] && [ "$fix" -eq 1 ]; then
-                if install -d -m "$mode" "$(sys "$dir")"; then
+        if [ ! -d "$sysroot$dir" ] && [ "$fix" -eq 1 ]; then
+                if install -d -m "$mode" "$sysroot$dir"; then
                         fixed "created $dir with mode $mode"
                 else
                         fail "cannot create $dir"
                         return
                 fi
         fi
-        if [ ! -d "$(sys "$dir")" ]; then
+        if [ ! -d "$sysroot$dir" ]; then
                 warn "$dir ($contents) does not exist: cocoon creates it on first use, or run --fix"
                 return
         fi
 
-        actual=$(file_mode "$(sys "$dir")")
+        actual=$(file_mode "$sysroot$dir")
         if [ $((8#$actual & ~8#$mode)) -ne 0 ] && [ "$fix" -eq 1 ]; then
-                if chmod "$mode" "$(sys "$dir")"; then
+                if chmod "$mode" "$sysroot$dir"; then
                         fixed "changed the mode of $dir from $actual to $mode"
                         actual=$mode
                 fi
@@ -870,11 +879,11 @@ check_systemd() {
                 pass "systemd $version"
         fi
 
-        # The test sd_booted(3) uses.
-        if [ -d "$(sys /run/systemd/system)" ]; then
+        # sd_booted(3) makes the same test.
+        if [ -d "$sysroot/run/systemd/system" ]; then
                 pass "systemd is PID 1"
         else
-                comm=$(cat "$(sys /proc/1/comm)" 2>/dev/null)
+                comm=$(cat "$sysroot/proc/1/comm" 2>/dev/null)
                 fail "PID 1 is ${comm:-unknown}, not systemd: Cocoon needs systemd as the init system to run VMs as transient units"
                 return
         fi
@@ -898,13 +907,15 @@ set_upgrade_defaults() {
 
         CH_URL=${CH_URL:-$ch_base/cloud-hypervisor-static$asset_suffix}
         CH_REMOTE_URL=${CH_REMOTE_URL:-$ch_base/ch-remote-static$asset_suffix}
-        # rust-hypervisor-firmware, installed as CLOUDHV.fd like the Go doctor did. NOTE: Ubuntu
-        # 24.04 and Debian 13 cloud images are reported not to boot with it (0.5.0).
+        # rust-hypervisor-firmware, which Cloud Hypervisor accepts with --firmware, saved under the
+        # name cocoon looks for. NOTE: Ubuntu 24.04 and Debian 13 cloud images are reported not to
+        # boot with version 0.5.0.
         FIRMWARE_URL=${FIRMWARE_URL:-$fw_base/hypervisor-fw$asset_suffix}
         CNI_PLUGINS_URL=${CNI_PLUGINS_URL:-$cni_base/cni-plugins-linux-$go_arch-$CNI_VERSION.tgz}
 
         # No checksum is pinned for Cloud Hypervisor and the firmware, because none could be
-        # verified when this script was written: set CH_SHA256 and friends, or SHA256SUMS_URL.
+        # verified when this script was written. Set CH_SHA256, CH_REMOTE_SHA256 and
+        # FIRMWARE_SHA256, or SHA256SUMS_URL.
         CH_SHA256=${CH_SHA256:-}
         CH_REMOTE_SHA256=${CH_REMOTE_SHA256:-}
         FIRMWARE_SHA256=${FIRMWARE_SHA256:-}
@@ -912,7 +923,8 @@ set_upgrade_defaults() {
         CH_SHA256_URL=${CH_SHA256_URL:-}
         CH_REMOTE_SHA256_URL=${CH_REMOTE_SHA256_URL:-}
         FIRMWARE_SHA256_URL=${FIRMWARE_SHA256_URL:-}
-        # The CNI project publishes a .sha256 file next to each release tarball.
+        # NOTE: assumes the .sha256 file that CNI plugin releases publish next to each tarball;
+        # not checked against a real release, because this script was written offline.
         CNI_PLUGINS_SHA256_URL=${CNI_PLUGINS_SHA256_URL-$CNI_PLUGINS_URL.sha256}
         SHA256SUMS_URL=${SHA256SUMS_URL:-}
 }
@@ -1019,9 +1031,9 @@ unpack_cni_plugins() {
 install_file() {
         local source=$1 dest=$2 mode=$3 tmp
 
-        mkdir -p "$(dirname "$(sys "$dest")")" || return 1
-        tmp=$(mktemp "$(sys "$dest").XXXXXX") || return 1
-        if ! install -m "$mode" "$source" "$tmp" || ! mv -f "$tmp" "$(sys "$dest")"; then
+        mkdir -p "$(dirname "$sysroot$dest")" || return 1
+        tmp=$(mktemp "$sysroot$dest.XXXXXX") || return 1
+        if ! install -m "$mode" "$source" "$tmp" || ! mv -f "$tmp" "$sysroot$dest"; then
                 rm -f "$tmp"
                 return 1
         fi
@@ -1147,6 +1159,10 @@ main() {
                 die_usage "--root '$sysroot' is not a directory"
         fi
         check_root_commands
+        if [ $((fix + upgrade)) -gt 0 ] && [ -z "$sysroot" ] && [ "$(id -u)" -ne 0 ]; then
+                printf '%s: --fix and --upgrade change system files: run them as root\n' "$PROGRAM" >&2
+                exit 1
+        fi
         detect_arch
         load_config
         sysctls_persisted=0

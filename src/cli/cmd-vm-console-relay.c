@@ -25,8 +25,8 @@
 #include "vm-common.h"
 #include "vm-store.h"
 
-/* SYSLOG_IDENTIFIER of the guest's output in the unit's journal, so that it can be told apart
- * from the hypervisor's own messages: journalctl -u cocoon-vm@NAME -t guest. */
+/* SYSLOG_IDENTIFIER of the guest's output in the unit's journal, which distinguishes it from the
+ * hypervisor's own messages: journalctl -u cocoon-vm@NAME -t guest. */
 #define GUEST_IDENTIFIER "guest"
 
 #define RELAY_CLIENTS_MAX 16
@@ -39,7 +39,7 @@
 
 typedef struct RelayClient {
         int fd;
-        bool greeted;       /* HELLO received and answered */
+        bool greeted;       /* HELLO received and attached */
         bool interactive;
 } RelayClient;
 
@@ -289,9 +289,13 @@ static bool read_client(Relay *relay, RelayClient *c) {
         if (k == 0)
                 return false;
 
-        if (!c->greeted)
-                /* A busy answer ends the connection too. */
-                return buf[0] == CONSOLE_MESSAGE_HELLO && k == 2 && (greet(relay, c, buf[1]), c->greeted);
+        if (!c->greeted) {
+                if (buf[0] != CONSOLE_MESSAGE_HELLO || k != 2)
+                        return false;
+                greet(relay, c, buf[1]);
+                /* A busy reply ends the connection. */
+                return c->greeted;
+        }
 
         if (!c->interactive)
                 return true;
@@ -471,8 +475,8 @@ static int run(const Config *config, int argc, char **argv) {
         r = vm_command_context_init(config, &ctx);
         if (r >= 0)
                 r = vm_store_load(ctx.store, argv[0], &vm);
-        if (r >= 0 && !hypervisor_ops(vm->hypervisor))
-                r = error_set(-EOPNOTSUPP, "the %s backend is not available in this build",
+        if (r >= 0 && (!hypervisor_ops(vm->hypervisor) || !hypervisor_ops(vm->hypervisor)->console_endpoint))
+                r = error_set(-EOPNOTSUPP, "the %s backend has no console in this build",
                               hypervisor_type_to_string(vm->hypervisor));
         if (r < 0) {
                 log_error("Failed to start the console relay of VM %s: %s", argv[0], error_message(r));

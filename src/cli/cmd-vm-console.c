@@ -20,7 +20,7 @@
 #include "strv.h"
 #include "vm-common.h"
 
-/* How long the relay gets to answer the HELLO. */
+/* How long the relay gets to reply to the HELLO. */
 #define STATUS_TIMEOUT_MS 5000
 
 static char arg_escape = CONSOLE_ESCAPE_DEFAULT;
@@ -120,7 +120,8 @@ static int attach_relay(const Vm *vm, bool read_only, int *ret) {
 }
 
 /* Attach to a VMM that serves its console itself (a stream socket with room for one client).
- * A lock on <run_dir>/console.lock, held while attached, tells a second client that it is busy. */
+ * A lock on <run_dir>/console.lock, held while attached, shows a second client that the console
+ * is busy. */
 static int attach_direct(const Vm *vm, const HypervisorOps *ops, int *ret_fd, int *ret_lock) {
         _cleanup_free_ char *endpoint = NULL, *lock_path = strjoin(vm->run_dir, "/console.lock", NULL);
         _cleanup_close_ int fd = -EBADF, lock = -EBADF;
@@ -304,6 +305,9 @@ static int attach(const Vm *vm, Session *s, int *ret_lock) {
 
         if (!ops)
                 return error_set(-EOPNOTSUPP, "the %s backend is not available in this build",
+                                 hypervisor_type_to_string(vm->hypervisor));
+        if (!ops->console_endpoint)
+                return error_set(-EOPNOTSUPP, "the %s backend has no console",
                                  hypervisor_type_to_string(vm->hypervisor));
         r = check_running(vm);
         if (r < 0)

@@ -19,6 +19,7 @@ const CliCommand *const cli_commands[] = {
         &cmd_vm_debug,
         &cmd_vm_autostart,
         &cmd_vm_shutdown_hook,
+        &cmd_vm_network_down_hook,
         &cmd_vm_console_relay,
         &cmd_gc,
         &cmd_version,

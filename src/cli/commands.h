@@ -18,6 +18,7 @@ extern const CliCommand cmd_vm_rm;
 extern const CliCommand cmd_vm_debug;
 extern const CliCommand cmd_vm_autostart;
 extern const CliCommand cmd_vm_shutdown_hook;
+extern const CliCommand cmd_vm_network_down_hook;
 extern const CliCommand cmd_vm_console;
 extern const CliCommand cmd_vm_console_relay;
 extern const CliCommand cmd_gc;

@@ -33,6 +33,10 @@ int vm_command_context_init(const Config *config, VmCommandContext *ret) {
         if (r < 0)
                 return r;
 
+        ret->cni_state_dir = store_path(ret->store, "cni", NULL);
+        if (!ret->cni_state_dir)
+                return -ENOMEM;
+
         ret->lifecycle = (LifecycleContext) {
                 .store = ret->store,
                 .root_dir = config->root_dir,
@@ -41,6 +45,11 @@ int vm_command_context_init(const Config *config, VmCommandContext *ret) {
                 .stop_timeout_sec = config->stop_timeout_sec,
                 .root_password = isempty(config->root_password) ? NULL : config->root_password,
                 .firmware = isempty(config->firmware) ? NULL : config->firmware,
+                .network = {
+                        .conf_dir = config->cni_conf_dir,
+                        .bin_dir = config->cni_bin_dir,
+                        .state_dir = ret->cni_state_dir,
+                },
                 .dns = ret->dns,
         };
         return 0;
@@ -49,6 +58,7 @@ int vm_command_context_init(const Config *config, VmCommandContext *ret) {
 void vm_command_context_done(VmCommandContext *c) {
         store_free(c->store);
         free(c->cocoon_path);
+        free(c->cni_state_dir);
         strv_free(c->dns);
         *c = (VmCommandContext) {};
 }
@@ -63,6 +73,7 @@ enum {
         ARG_HYPERVISOR,
         ARG_PROPERTY,
         ARG_SSH_KEY,
+        ARG_NETWORK,
 };
 
 const CliOption vm_create_options[] = {
@@ -75,6 +86,7 @@ const CliOption vm_create_options[] = {
         { "hypervisor", 0, "NAME", "cloud-hypervisor, qemu or auto (default auto)", ARG_HYPERVISOR },
         { "property", 'p', "KEY=VALUE", "unit resource setting such as MemoryMax=2G or CPUQuota=50% (repeatable)", ARG_PROPERTY },
         { "ssh-key", 0, "FILE", "authorized keys file for cloud-image guests (repeatable)", ARG_SSH_KEY },
+        { "network", 0, "NAME", "CNI network to attach the NICs to (default: the first configuration)", ARG_NETWORK },
         {},
 };
 
@@ -127,6 +139,9 @@ int vm_create_parse_option(int id, const char *arg) {
                 return strv_extend(&create_properties, arg);
         case ARG_SSH_KEY:
                 return strv_extend(&create_ssh_keys, arg);
+        case ARG_NETWORK:
+                create_options.network = arg;
+                return 0;
         }
         return -EINVAL;
 }

@@ -10,6 +10,7 @@ typedef struct VmCommandContext {
         Store *store;
         LifecycleContext lifecycle;
         char *cocoon_path;
+        char *cni_state_dir;
         char **dns;
 } VmCommandContext;
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -171,7 +172,7 @@ static int prepare_oci(const LifecycleContext *ctx, Vm *vm, const ImageRecord *i
         if (r < 0)
                 return r;
 
-        return cmdline_build(vm, ops->guest_console, &vm->cmdline);
+        return cmdline_build(vm, ops->guest_console, ctx->dns, &vm->cmdline);
 }
 
 /* The NoCloud seed: hostname, the root password as a SHA-512 crypt hash (never in plain text),
@@ -265,6 +266,37 @@ static int prepare_cloud(const LifecycleContext *ctx, const VmCreateOptions *opt
         return add_storage(vm, cidata, true, NULL, STORAGE_CIDATA, "raw");
 }
 
+static int validate_dns(char *const *dns) {
+        STRV_FOREACH(d, dns) {
+                struct in6_addr a6;
+                struct in_addr a4;
+
+                if (inet_pton(AF_INET, *d, &a4) != 1 && inet_pton(AF_INET6, *d, &a6) != 1)
+                        return error_set(-EINVAL, "invalid DNS server '%s': expected an IP address", *d);
+        }
+        return 0;
+}
+
+/* One queue pair per vCPU for Cloud Hypervisor; the QEMU backend uses one. */
+static unsigned queue_pairs(const Vm *vm) {
+        return vm->hypervisor == HYPERVISOR_CLOUD_HYPERVISOR ? MAX(vm->cpu, 1U) : 1;
+}
+
+static int create_network(const LifecycleContext *ctx, const VmCreateOptions *opts, Vm *vm) {
+        NetworkConfig c = ctx->network;
+        int r;
+
+        if (opts->nics == 0)
+                return 0;
+        if (opts->network)
+                c.network = opts->network;
+
+        r = network_create(&c, vm->id, opts->nics, queue_pairs(vm), &vm->nics, &vm->n_nics);
+        if (r < 0)
+                return r;
+        return vm_store_save(ctx->store, vm);
+}
+
 static int new_vm(const LifecycleContext *ctx, const ImageRecord *img, const VmCreateOptions *opts,
                   HypervisorType hv, Vm **ret) {
         _cleanup_(vm_freep) Vm *vm = calloc(1, sizeof(Vm));
@@ -340,9 +372,9 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
         r = vm_resources_validate(opts->cpu, opts->memory, opts->storage, opts->nics);
         if (r < 0)
                 return r;
-        if (opts->nics > 0)
-                return error_set(-EOPNOTSUPP, "networking (CNI) is not available yet in this build; "
-                                              "create the VM with --nics 0");
+        r = validate_dns(ctx->dns);
+        if (r < 0)
+                return r;
         if (opts->name) {
                 r = vm_name_validate(opts->name);
                 if (r < 0)
@@ -370,14 +402,18 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
         if (r < 0)
                 return r;
 
-        /* The record exists, pinning the blobs, before any disk is built. */
+        /* The record exists, pinning the blobs, before any network or disk is built, so gc
+         * never mistakes them for leftovers. */
         r = vm_store_reserve(ctx->store, vm);
         if (r < 0) {
                 unpin_blobs(pins);
                 return r;
         }
 
-        r = img->type == IMAGE_OCI ? prepare_oci(ctx, vm, img, false) : prepare_cloud(ctx, opts, vm, img, false);
+        r = create_network(ctx, opts, vm);
+        if (r >= 0)
+                r = img->type == IMAGE_OCI ? prepare_oci(ctx, vm, img, false)
+                                           : prepare_cloud(ctx, opts, vm, img, false);
         if (r >= 0) {
                 vm->state = VM_CREATED;
                 r = vm_store_save(ctx->store, vm);
@@ -388,6 +424,7 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
                 /* Keep the reason of the failure, not of the cleanup. */
                 char *reason = error_save(r);
 
+                (void) network_remove(&ctx->network, vm->id, vm->nics, vm->n_nics);
                 (void) vm_store_remove(ctx->store, vm);
                 (void) rm_rf(vm->run_dir);
                 return error_restore(r, reason);
@@ -436,6 +473,9 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
         char *relay[] = { (char *) ctx->cocoon_path, (char *) "--root-dir", (char *) ctx->root_dir,
                           (char *) "--run-dir", (char *) ctx->run_dir, (char *) "vm",
                           (char *) "console-relay", vm->id, NULL };
+        char *stop_post[] = { (char *) ctx->cocoon_path, (char *) "--root-dir", (char *) ctx->root_dir,
+                              (char *) "--run-dir", (char *) ctx->run_dir, (char *) "vm",
+                              (char *) "network-down-hook", vm->id, NULL };
         int r;
 
         if (!ops)
@@ -469,6 +509,10 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
         if (r >= 0)
                 r = unit_spec_add_uint64(spec, "TimeoutStopUSec",
                                          ((uint64_t) ctx->stop_timeout_sec + 10) * 1000000ULL);
+        if (r >= 0 && vm->n_nics > 0 && vm->nics[0].netns_path)
+                r = unit_spec_add_string(spec, "NetworkNamespacePath", vm->nics[0].netns_path);
+        if (r >= 0 && vm->n_nics > 0)
+                r = unit_spec_add_exec(spec, "ExecStopPost", stop_post, true);
         if (r >= 0)
                 r = unit_spec_add_string(spec, "StandardOutput", "journal");
         if (r >= 0)
@@ -573,6 +617,18 @@ static int start_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm) {
                 return -ENOMEM;
         (void) unlink(socket);
 
+        /* Links come up now; a namespace lost in a reboot is rebuilt with the same addresses. */
+        if (vm->n_nics > 0) {
+                r = network_up(&ctx->network, vm->id, vm->nics, vm->n_nics);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        r = vm_store_save(ctx->store, vm);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
         r = lifecycle_unit_spec(ctx, vm, program, version, &spec);
         if (r < 0)
                 return r;
@@ -655,6 +711,9 @@ static int stop_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm, bool fo
                 (void) unlink(marker);
                 if (r < 0)
                         return r;
+                /* ExecStopPost= did this already unless the unit lost it; it is idempotent. */
+                if (vm->n_nics > 0)
+                        (void) network_down(&ctx->network, vm->id, vm->nics, vm->n_nics);
         } else {
                 ret = 1;
                 if (streq(state.active_state, "failed"))
@@ -732,10 +791,20 @@ int lifecycle_remove(const LifecycleContext *ctx, Vm *vm, bool force) {
         }
         (void) unit_reset_failed(bus, unit);
 
+        r = network_remove(&ctx->network, fresh->id, fresh->nics, fresh->n_nics);
+        if (r < 0)
+                return error_prefix(r, "cannot remove the network of VM '%s': ", vm->name);
+
         r = rm_rf(fresh->run_dir);
         if (r < 0)
                 return error_set(r, "cannot remove '%s': %s", fresh->run_dir, strerror(-r));
         return vm_store_remove(ctx->store, fresh);
+}
+
+int lifecycle_network_down(const LifecycleContext *ctx, const Vm *vm) {
+        if (vm->n_nics == 0)
+                return 0;
+        return network_down(&ctx->network, vm->id, vm->nics, vm->n_nics);
 }
 
 static int pidfd_open_compat(pid_t pid) {

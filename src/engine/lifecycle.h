@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "network.h"
 #include "store.h"
 #include "unit.h"
 #include "vm.h"
@@ -18,6 +19,7 @@ typedef struct LifecycleContext {
         const char *root_password;     /* cloud images: hashed into cidata; may be NULL */
         const char *firmware;          /* configured UEFI firmware; NULL = search the defaults */
         char **dns;                    /* guest DNS servers */
+        NetworkConfig network;         /* CNI directories; network selects the CNI network */
 } LifecycleContext;
 
 typedef struct VmCreateOptions {
@@ -30,6 +32,7 @@ typedef struct VmCreateOptions {
         const char *hypervisor;        /* "cloud-hypervisor", "qemu" or "auto" */
         char **properties;             /* "KEY=VALUE" unit resource settings */
         char **ssh_key_files;          /* cloud images: authorized keys files; may be NULL */
+        const char *network;           /* CNI network name; NULL = the first configuration */
 } VmCreateOptions;
 
 /* Validate the options, resolve the image, reserve the name and a "creating" record that pins the
@@ -61,6 +64,10 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
 /* The state to show: the unit's state wins over the record (running units are "running",
  * failed units "error", a record that says running with no unit behind it is "stopped"). */
 VmState lifecycle_effective_state(const Vm *vm, const char *active_state);
+
+/* Body of the unit's ExecStopPost=: take the VM's TAPs and veths down, so that a stopped VM
+ * cannot keep receiving redirected frames, whichever way the unit stopped. */
+int lifecycle_network_down(const LifecycleContext *ctx, const Vm *vm);
 
 /* Body of the unit's ExecStop=: press the power button and wait for the VMM (main_pid) to
  * exit, up to the stop timeout. Never fails the stop: systemd escalates afterwards. */

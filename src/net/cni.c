@@ -16,7 +16,8 @@
 #include "fileio.h"
 #include "strv.h"
 
-/* What a plugin may print before the rest is dropped; real results are a few KiB. */
+/* Bytes kept of a plugin's stdout and of its stderr; the rest is dropped. Real results are a few
+ * KiB. */
 #define CNI_OUTPUT_MAX (1024U * 1024U)
 /* How much of a plugin's error text goes into a reason. */
 #define CNI_MESSAGE_MAX 400U
@@ -33,7 +34,14 @@ const char *cni_command_to_string(CniCommand c) {
 
 /* The verb of a reason: "failed to add eth0". */
 static const char *command_verb(CniCommand c) {
-        return c == CNI_COMMAND_ADD ? "add" : c == CNI_COMMAND_DEL ? "delete" : "check";
+        switch (c) {
+        case CNI_COMMAND_ADD:
+                return "add";
+        case CNI_COMMAND_DEL:
+                return "delete";
+        default:
+                return "check";
+        }
 }
 
 CniNetwork *cni_network_free(CniNetwork *n) {

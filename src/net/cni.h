@@ -10,7 +10,7 @@
 
 /* A CNI 1.0 runtime without libcni: network configuration lists, plugin execution and the
  * result cache. Plugins run in the caller's network namespace (the "host" side) with the
- * configuration on stdin and a clean environment; their error messages become the recorded
+ * configuration on stdin and a clean environment. A plugin's error message becomes the recorded
  * reason of the failure. */
 
 /* Files larger than this in the configuration directory are rejected. */
@@ -49,7 +49,7 @@ int cni_network_from_json(json_t *list, const char *file, CniNetwork **ret);
 
 /* Load every *.conflist, *.conf and *.json file of conf_dir in file name order and select the list
  * named name, or the first one when name is NULL. Every file must parse: a broken file is an
- * error naming it, even when another file holds the requested network. */
+ * error naming it, even when another file contains the requested network. */
 int cni_network_load(const char *conf_dir, const char *name, CniNetwork **ret);
 
 /* Validators for the values that end up in the plugin environment and in cache file names. */
@@ -136,9 +136,9 @@ typedef struct CniAttachment {
 int cni_add(const CniRuntime *rt, const CniNetwork *net, const CniAttachment *a, CniResult **ret);
 
 /* Run DEL through the chain in reverse order with the cached result as prevResult, then remove
- * the cache entry. When a cached copy of the list exists it is used instead of net, so DEL
- * undoes exactly what ADD did even after the file changed; net may be NULL then. Succeeds when
- * nothing is cached. network names the cache entry when net is NULL. */
+ * the cache entry. A cached copy of the list is used instead of net, so that DEL undoes what ADD
+ * did even after the file changed. net may be NULL then, and network names the cache entry.
+ * Succeeds when nothing is cached. */
 int cni_del(const CniRuntime *rt, const CniNetwork *net, const char *network, const CniAttachment *a);
 
 typedef enum CniCheckFlags {

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (cni_result_parse((const char *) data, size, &r) >= 0)
                 (void) cni_result_find_ipv4(r, "eth0");
 
-        /* The error path sees the same untrusted bytes when a plugin fails. */
+        /* The error path parses the same untrusted bytes when a plugin fails. */
         char *text = strndup((const char *) data, size);
         if (text) {
                 free(cni_error_message(text, text, 1));

@@ -12,7 +12,7 @@
 char *netns_path(const char *name);
 
 /* True when path is a mounted network namespace, not just a file left behind: /run/netns may
- * survive a reboot on hosts where /run is not a tmpfs, and then holds empty files. */
+ * survive a reboot on hosts where /run is not a tmpfs, and then contains empty files. */
 bool netns_is_mounted(const char *path);
 
 /* Create the namespace NAME. -EEXIST when it exists; a leftover empty file of that name is

@@ -180,7 +180,8 @@ static int marker_remove(const NetworkConfig *c, const char *vm_id) {
         return 0;
 }
 
-/* Create the namespace of vm_id with its marker, or fail without leaving either behind. */
+/* Create the namespace of vm_id with its marker. On failure, a marker that did not exist before
+ * is removed again. */
 static int namespace_create(const NetworkConfig *c, const char *vm_id) {
         _cleanup_free_ char *name = network_netns_name(vm_id);
         bool had_marker;
@@ -219,8 +220,8 @@ static int namespace_delete(const NetworkConfig *c, const char *vm_id) {
         return netns_delete(name);
 }
 
-/* CNI ADD of one NIC and the wiring of its TAP. want_ip and want_mac ask for the values of an
- * earlier ADD; the NIC's fields are replaced on success. */
+/* Run CNI ADD for one NIC and wire its TAP. want_ip and want_mac request the values of an
+ * earlier ADD. The NIC's fields are replaced on success. */
 static int nic_add(const CniRuntime *rt, const CniNetwork *net, const char *vm_id, const char *ifname,
                    const char *tap, unsigned num_queues, const char *want_ip, const char *want_mac,
                    VmNic *nic) {
@@ -261,10 +262,12 @@ static int nic_add(const CniRuntime *rt, const CniNetwork *net, const char *vm_i
         if (r < 0)
                 return r;
 
-        /* The guest owns the address; left on the veth, the namespace's own stack would answer
-         * ARP for it. */
+        /* The guest owns the address. Left on the veth, it would make the namespace's own stack
+         * reply to ARP for it. */
         if ((r = tap_flush_ipv4(ns, ifname)) < 0 ||
+            (r = tap_link_disable_ipv6(ns, ifname)) < 0 ||
             (r = tap_create(ns, tap, num_queues > 2)) < 0 ||
+            (r = tap_link_disable_ipv6(ns, tap)) < 0 ||
             (r = tap_link_set_mtu(ns, tap, mtu)) < 0 ||
             (r = tap_redirect(ns, ifname, tap)) < 0 ||
             (r = tap_link_set_up(ns, ifname, true)) < 0 ||
@@ -285,7 +288,7 @@ static int nic_add(const CniRuntime *rt, const CniNetwork *net, const char *vm_i
         return 0;
 }
 
-/* CNI DEL of one attachment. The current configuration of network is a fallback only, so a
+/* Run CNI DEL for one attachment. The current configuration of network is a fallback only, so a
  * missing or broken file does not stop a DEL that the cache can do alone. */
 static int nic_del(const NetworkConfig *c, const CniRuntime *rt, const char *vm_id, const char *network,
                    const char *ifname) {
@@ -386,7 +389,7 @@ static int nic_check_names(const VmNic *nic, size_t i, const char *ifname, const
         return 0;
 }
 
-/* Both links of a NIC present: 1; either missing: 0. */
+/* Return 1 when both links of a NIC exist, 0 when either is missing. */
 static int nic_links_present(const char *ns, const char *ifname, const char *tap) {
         int r;
 
@@ -412,8 +415,8 @@ static int nic_rebuild(const NetworkConfig *c, const CniRuntime *rt, const char 
         if (r < 0)
                 return r;
 
-        /* Release the old lease first: host-local refuses an address that is still reserved,
-         * even for the same container. */
+        /* Release the old lease first, because host-local rejects a requested address that is
+         * still reserved, even by the same container. */
         r = nic_del(c, rt, vm_id, nic->network, if_copy);
         if (r < 0)
                 return r;

@@ -40,12 +40,13 @@ char *network_netns_path(const char *vm_id);
 int network_create(const NetworkConfig *c, const char *vm_id, unsigned n_nics, unsigned queue_pairs,
                    VmNic **ret_nics, size_t *ret_n);
 
-/* Bring the links of every NIC up before the VMM starts. A NIC whose veth or TAP is missing, and
- * every NIC when the namespace itself is gone (after a host reboot), is rebuilt: CNI DEL of the
- * stale attachment, ADD with CNI_ARGS "IgnoreUnknown=1;IP=<recorded ip>", the recorded MAC set
- * on the new veth, then TAP and redirects as in network_create(). Returns 1 when something was
- * rebuilt: the IPAM plugin may have handed out another address, so the caller saves nics, which
- * then holds the current values. Returns 0 when all links were present. */
+/* Bring the links of every NIC up before the VMM starts. A NIC whose veth or TAP is missing is
+ * rebuilt, and so is every NIC when the namespace itself is gone (after a host reboot). A rebuild
+ * runs CNI DEL of the stale attachment and ADD with CNI_ARGS "IgnoreUnknown=1;IP=<recorded ip>",
+ * sets the recorded MAC on the new veth, then makes TAP and redirects as network_create() does.
+ * Returns 1 when something was rebuilt. The IPAM plugin may have handed out another address,
+ * so the caller then saves nics, which contains the current values. Returns 0 when all links
+ * were present. */
 int network_up(const NetworkConfig *c, const char *vm_id, VmNic *nics, size_t n);
 
 /* Take every TAP and veth down, so that a stopped VM's TAP without a reader gets no frames

@@ -52,7 +52,7 @@ void tap_mac_format(const unsigned char mac[static 6], char ret[static TAP_MAC_S
 typedef struct LinkOp {
         const char *netns;
         const char *ifname;
-        enum { OP_TAP_CREATE, OP_EXISTS, OP_GET, OP_SET_MAC, OP_SET_MTU, OP_SET_UP } op;
+        enum { OP_TAP_CREATE, OP_EXISTS, OP_GET, OP_SET_MAC, OP_SET_MTU, OP_SET_UP, OP_DISABLE_IPV6 } op;
         bool flag;
         unsigned mtu;
         unsigned char mac[6];
@@ -93,6 +93,22 @@ static int op_tap_create(LinkOp *o) {
         return 0;
 }
 
+/* /proc/sys/net shows the network namespace of the thread that opens it, which is the one
+ * netns_run() entered. */
+static int op_disable_ipv6(const LinkOp *o) {
+        _cleanup_free_ char *path = strjoin("/proc/sys/net/ipv6/conf/", o->ifname, "/disable_ipv6", NULL);
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && access("/proc/sys/net/ipv6", F_OK) < 0)
+                return 0;  /* a kernel without IPv6 */
+        if (fd < 0 || write(fd, "1", 1) != 1)
+                return op_fail(o, "disable IPv6 on");
+        return 0;
+}
+
 static int op_run(void *userdata) {
         LinkOp *o = userdata;
         _cleanup_close_ int fd = -EBADF;
@@ -101,6 +117,8 @@ static int op_run(void *userdata) {
 
         if (o->op == OP_TAP_CREATE)
                 return op_tap_create(o);
+        if (o->op == OP_DISABLE_IPV6)
+                return op_disable_ipv6(o);
         if (o->op == OP_EXISTS)
                 return if_nametoindex(o->ifname) > 0;
 
@@ -204,6 +222,12 @@ int tap_link_set_mtu(const char *netns, const char *ifname, unsigned mtu) {
 
 int tap_link_set_up(const char *netns, const char *ifname, bool up) {
         LinkOp o = { .netns = netns, .ifname = ifname, .op = OP_SET_UP, .flag = up };
+
+        return link_op(&o);
+}
+
+int tap_link_disable_ipv6(const char *netns, const char *ifname) {
+        LinkOp o = { .netns = netns, .ifname = ifname, .op = OP_DISABLE_IPV6 };
 
         return link_op(&o);
 }

@@ -30,6 +30,11 @@ int tap_link_set_mtu(const char *netns, const char *ifname, unsigned mtu);
 /* Bring a link up or down. A missing link is -ENODEV. */
 int tap_link_set_up(const char *netns, const char *ifname, bool up);
 
+/* Turn IPv6 off on an interface, so that the namespace's own stack sends no router solicitations
+ * or duplicate address probes through a link that belongs to the guest. Success on a kernel
+ * without IPv6. */
+int tap_link_disable_ipv6(const char *netns, const char *ifname);
+
 /* Remove the IPv4 addresses of an interface ("ip -4 addr flush"). */
 int tap_flush_ipv4(const char *netns, const char *ifname);
 

@@ -238,7 +238,8 @@ TEST(network_load_too_large) {
         CniNetwork *n = NULL;
         int r;
 
-        ASSERT_TRUE(dir && big);
+        ASSERT_TRUE(dir);
+        ASSERT_TRUE(big);
         memset(big, ' ', CNI_CONFIG_SIZE_MAX + 1);
         big[CNI_CONFIG_SIZE_MAX + 1] = '\0';
         ASSERT_OK(write_text(dir, "10-big.conflist", big, 0644));
@@ -321,7 +322,8 @@ TEST(build_stdin_chains_and_capabilities) {
                                           "mac", "aa:bb:cc:dd:ee:ff", "bandwidth", 1);
         json_t *prev = json_pack("{s:s, s:[{s:s}]}", "cniVersion", "1.0.0", "interfaces", "name", "eth0");
 
-        ASSERT_TRUE(caps && prev);
+        ASSERT_TRUE(caps);
+        ASSERT_TRUE(prev);
         ASSERT_OK(cni_network_parse(BRIDGE_LIST, strlen(BRIDGE_LIST), "a.conflist", true, &n));
         ASSERT_OK(cni_build_stdin(n, 1, caps, prev, &text));
         j = json_loads(text, 0, NULL);
@@ -605,14 +607,15 @@ TEST(add_chains_caches_and_deletes) {
         free(env);
         env = read_text(f.dir, "fake-a-DEL.env");
         ASSERT_TRUE(strstr(env, "CNI_NETNS=\n"));
-        ASSERT_TRUE(access(cache_file, F_OK) < 0 && errno == ENOENT);
+        ASSERT_ERROR(access(cache_file, F_OK) < 0 ? -errno : 0, ENOENT);
 
         /* Again, with nothing cached: still success, without prevResult. */
         ASSERT_OK(cni_del(&rt, f.net, NULL, &a));
         free(del_in);
         del_in = read_text(f.dir, "fake-a-DEL.in");
         in = json_loads(del_in, 0, NULL);
-        ASSERT_TRUE(in && !json_object_get(in, "prevResult"));
+        ASSERT_TRUE(in);
+        ASSERT_TRUE(!json_object_get(in, "prevResult"));
         json_decref(in);
         json_decref(caps);
         return 0;
@@ -827,7 +830,8 @@ TEST(cache_list_by_container) {
         ASSERT_OK(cni_cache_list(f.cache, "c1", &networks, &ifnames));
         ASSERT_EQ(strv_length(networks), 2);
         ASSERT_STREQ(networks[0], "fake");
-        ASSERT_TRUE(strv_contains(ifnames, "eth0") && strv_contains(ifnames, "eth1"));
+        ASSERT_TRUE(strv_contains(ifnames, "eth0"));
+        ASSERT_TRUE(strv_contains(ifnames, "eth1"));
 
         ASSERT_OK(cni_cache_list("/nonexistent", "c1", &none_n, &none_i));
         ASSERT_EQ(strv_length(none_n), 0);

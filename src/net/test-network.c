@@ -147,7 +147,8 @@ TEST(create_checks_before_touching_anything) {
         ASSERT_TRUE(dir);
         conf = strjoin(dir, "/net.d", NULL);
         state = strjoin(dir, "/cni", NULL);
-        ASSERT_TRUE(conf && state);
+        ASSERT_TRUE(conf);
+        ASSERT_TRUE(state);
         NetworkConfig c = { .conf_dir = conf, .bin_dir = "/usr/lib/cni", .state_dir = state };
 
         r = network_create(&c, "not-an-id", 1, 1, &nics, &n);

@@ -51,7 +51,7 @@ static bool is_serial(const char *s) {
         return n > 0 && n <= 20 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
 }
 
-int cmdline_build(const Vm *vm, const char *console, char **ret) {
+int cmdline_build(const Vm *vm, const char *console, char *const *dns, char **ret) {
         _cleanup_strv_free_ char **layers = NULL;
         _cleanup_free_ char *s = NULL, *joined = NULL;
         const char *cow = NULL;
@@ -86,6 +86,12 @@ int cmdline_build(const Vm *vm, const char *console, char **ret) {
         if (r < 0)
                 return r;
 
+        STRV_FOREACH(d, dns)
+                if (!is_ipv4(*d) && !strchr(*d, ':'))
+                        return error_set(-EINVAL, "invalid DNS server '%s'", *d);
+        if (dns && dns[0] && strchr(dns[0], ':'))
+                dns = NULL;  /* the kernel's ip= format has no room for IPv6 servers */
+
         if (vm->n_nics > 0) {
                 r = append(&s, "net.ifnames=0");
                 if (r < 0)
@@ -104,8 +110,9 @@ int cmdline_build(const Vm *vm, const char *console, char **ret) {
                 if (!is_ipv4(n->ip) || (n->gateway && !is_ipv4(n->gateway)) ||
                     prefix_to_netmask(n->prefix, mask) < 0)
                         return error_set(-EINVAL, "invalid address of NIC %zu", i);
-                r = append(&s, "ip=%s::%s:%s:%s:eth%zu:off", n->ip, n->gateway ?: "", mask,
-                           vm->name, i);
+                r = append(&s, "ip=%s::%s:%s:%s:eth%zu:off%s%s%s%s", n->ip, n->gateway ?: "", mask,
+                           vm->name, i, dns && dns[0] ? ":" : "", dns && dns[0] ? dns[0] : "",
+                           dns && dns[0] && dns[1] ? ":" : "", dns && dns[0] && dns[1] ? dns[1] : "");
                 if (r < 0)
                         return r;
         }

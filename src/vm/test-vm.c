@@ -125,7 +125,7 @@ TEST(cmdline_oci) {
         _cleanup_(vm_freep) Vm *vm = make_vm("0123456789abcdef", "web");
         _cleanup_free_ char *c = NULL;
 
-        ASSERT_OK(cmdline_build(vm, "hvc0", &c));
+        ASSERT_OK(cmdline_build(vm, "hvc0", NULL, &c));
         ASSERT_STREQ(c, "console=hvc0 loglevel=3 boot=cocoon-overlay cocoon.layers=cocoon-layer1,cocoon-layer0 "
                         "cocoon.cow=cocoon-cow cocoon.hostname=web clocksource=kvm-clock rw");
         return 0;
@@ -139,9 +139,11 @@ TEST(cmdline_with_nics) {
         vm->nics[0] = (VmNic) { .ip = strdup("10.88.0.5"), .gateway = strdup("10.88.0.1"), .prefix = 24 };
         vm->nics[1] = (VmNic) { .ip = strdup("10.89.0.7"), .prefix = 16 };
         vm->n_nics = 2;
-        ASSERT_OK(cmdline_build(vm, "ttyS0", &c));
-        ASSERT_TRUE(strstr(c, " net.ifnames=0 ip=10.88.0.5::10.88.0.1:255.255.255.0:web:eth0:off "
-                              "ip=10.89.0.7:::255.255.0.0:web:eth1:off"));
+        char *dns[] = { (char *) "10.0.0.53", (char *) "1.1.1.1", (char *) "9.9.9.9", NULL };
+
+        ASSERT_OK(cmdline_build(vm, "ttyS0", dns, &c));
+        ASSERT_TRUE(strstr(c, " net.ifnames=0 ip=10.88.0.5::10.88.0.1:255.255.255.0:web:eth0:off:10.0.0.53:1.1.1.1 "
+                              "ip=10.89.0.7:::255.255.0.0:web:eth1:off:10.0.0.53:1.1.1.1"));
         return 0;
 }
 
@@ -152,7 +154,7 @@ TEST(cmdline_rejects_injection) {
 
         free(vm->name);
         vm->name = strdup("web init=/bin/sh");
-        r = cmdline_build(vm, "hvc0", &c);
+        r = cmdline_build(vm, "hvc0", NULL, &c);
         ASSERT_ERROR(r, EINVAL);
 
         free(vm->name);
@@ -160,7 +162,7 @@ TEST(cmdline_rejects_injection) {
         vm->nics = calloc(1, sizeof(VmNic));
         vm->nics[0] = (VmNic) { .ip = strdup("10.0.0.1 init=/bin/sh"), .prefix = 24 };
         vm->n_nics = 1;
-        r = cmdline_build(vm, "hvc0", &c);
+        r = cmdline_build(vm, "hvc0", NULL, &c);
         ASSERT_ERROR_MESSAGE(r, "invalid address of NIC 0");
         return 0;
 }

@@ -4,7 +4,10 @@
 # Tests doctor/check.sh against fixture trees with --root, so that nothing on the host is read or
 # changed: the checks, --fix (with apt-get, sysctl, modprobe and systemctl replaced by recorders)
 # and --upgrade against a python3 HTTP server on 127.0.0.1. DOCTOR_CHECK names the script; meson
-# passes it. Exits 77 (skipped) when python3, curl or tar is missing.
+# passes it. Exits 77 (skipped) when python3, curl, tar or sha256sum is missing.
+#
+# The stub scripts are single-quoted on purpose, so that they expand their variables when they run.
+# shellcheck disable=SC2016
 set -uo pipefail
 
 CHECK=${DOCTOR_CHECK:-$(dirname "$0")/../../doctor/check.sh}
@@ -134,6 +137,28 @@ expect_no_match() {
         fi
 }
 
+# expect_true DESCRIPTION COMMAND...: COMMAND succeeds.
+expect_true() {
+        local what=$1
+        shift
+        if "$@"; then
+                pass "$what"
+        else
+                fail "$what: '$*' failed"
+        fi
+}
+
+expect_mode() {
+        local mode
+
+        mode=$(stat -c %a "$1")
+        if [ "$mode" = "$2" ]; then
+                pass "mode $2 of ${1#"$tmp"/}"
+        else
+                fail "${1#"$tmp"/} has mode $mode, expected $2"
+        fi
+}
+
 expect_rc() {
         if [ "$rc" -eq "$1" ]; then
                 pass "exit status $1 ($2)"
@@ -156,7 +181,7 @@ test_usage() {
         rc=0
         out=$("$CHECK" --help 2>&1) || rc=$?
         expect_rc 0 "--help"
-        grep -q '^Usage: check.sh \[OPTIONS\]' <<<"$out" && pass "--help prints usage" || fail "--help: $out"
+        expect_true "--help prints usage" grep -q '^Usage: check.sh \[OPTIONS\]' <<<"$out"
 
         rc=0
         out=$("$CHECK" --bogus 2>&1) || rc=$?
@@ -177,7 +202,7 @@ test_all_pass() {
         f=$(make_fixture all-pass)
         run_check "$f"
         expect_rc 0 "all checks pass"
-        expect_line "Pass: 17  Warn: 0  Fail: 0"
+        expect_line "Pass: 19  Warn: 0  Fail: 0"
         expect_line "[PASS] cloud-hypervisor v53.0.0 (/usr/bin/cloud-hypervisor)"
         expect_line "[INFO] ch-remote v53.0.0 (/usr/bin/ch-remote, optional)"
         expect_line "[PASS] QEMU emulator version 7.2.22 (/usr/bin/qemu-system-x86_64)"
@@ -216,7 +241,7 @@ test_hypervisors() {
         rm "$f/usr/bin/qemu-system-x86_64" "$f/usr/share/OVMF/OVMF_CODE_4M.fd"
         run_check "$f"
         expect_rc 1 "no hypervisor"
-        expect_line "[FAIL] cloud-hypervisor not found in PATH, and qemu-system-x86_64 neither: Cocoon has no hypervisor; run --upgrade, or --fix to install QEMU"
+        expect_line "[FAIL] neither cloud-hypervisor nor qemu-system-x86_64 found in PATH: Cocoon has no hypervisor; run --upgrade, or --fix to install QEMU"
         expect_line "[FAIL] qemu-system-x86_64 not found in PATH: install qemu-system-x86 or run --fix"
         expect_line "[FAIL] UEFI firmware for QEMU not found (looked in /var/lib/cocoon/firmware/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_CODE.fd /usr/share/ovmf/OVMF.fd): install ovmf or run --fix"
 
@@ -253,7 +278,7 @@ test_kvm() {
         KVM_PROBE=$stubs/kvm-nested run_check "$f"
         expect_rc 0 "warnings about /dev/kvm"
         expect_line "[WARN] /dev/kvm is readable and writable by every user (mode 666): any local user can create VMs; the usual mode is 0660 with group kvm (this script never changes it)"
-        expect_line "[WARN] KVM does not offer guests these CPU features of the host: pni sse4_2 (typical of nested virtualization); guest software built for x86-64-v2 will crash"
+        expect_line "[WARN] KVM does not offer guests these CPU features of the host: pni sse4_2 (typical of nested virtualization); guest code built for x86-64-v2 stops with illegal-instruction errors"
 
         chmod 660 "$f/dev/kvm"
         KVM_PROBE=$stubs/kvm-broken run_check "$f"
@@ -308,6 +333,10 @@ test_network() {
 
         COCOON_CNI_BIN_DIR=/usr/lib/cni run_check "$f"
         expect_line "[PASS] CNI plugins bridge host-local loopback in /usr/lib/cni"
+
+        echo '{ "name": "broken",' >"$f/etc/cni/net.d/20-broken.conflist"
+        run_check "$f"
+        expect_line "[FAIL] /etc/cni/net.d/20-broken.conflist is not valid JSON: cocoon cannot load it; fix or remove it"
 }
 
 test_directories_and_systemd() {
@@ -334,20 +363,21 @@ test_config_sources() {
         local f
 
         f=$(make_fixture config)
-        mkdir -p "$f/etc/cocoon/cocoon.conf.d" "$f/srv/a" "$f/srv/b" "$f/srv/c"
+        mkdir -p "$f/etc/cocoon/cocoon.conf.d"
+        install -d -m 750 "$f/srv/a" "$f/srv/b" "$f/srv/b/run" "$f/srv/c"
         printf '[Cocoon]\nRootDir = /srv/a\n' >"$f/etc/cocoon/cocoon.conf"
         printf '[Cocoon]\nLogDir=/srv/b\n' >"$f/etc/cocoon/cocoon.conf.d/10-log.conf"
         run_check "$f"
-        expect_line "[PASS] /srv/a exists (mode 755)"
+        expect_line "[PASS] /srv/a exists (mode 750)"
         expect_line "[WARN] /srv/a/run (VM sockets and disks) does not exist: cocoon creates it on first use, or run --fix"
-        expect_line "[PASS] /srv/b exists (mode 755)"
+        expect_line "[PASS] /srv/b exists (mode 750)"
 
         COCOON_ROOT_DIR=/srv/b run_check "$f"
         expect_line "[PASS] /srv/b/run exists (mode 750)"
         expect_no_match "/srv/a"
 
         COCOON_ROOT_DIR=/srv/b run_check "$f" --root-dir /srv/c --run-dir=/var/lib/cocoon/run
-        expect_line "[PASS] /srv/c exists (mode 755)"
+        expect_line "[PASS] /srv/c exists (mode 750)"
         expect_line "[PASS] /var/lib/cocoon/run exists (mode 750)"
         expect_line "[FAIL] UEFI firmware not found at /srv/c/firmware/CLOUDHV.fd: cloud images cannot boot under Cloud Hypervisor; run --upgrade"
 
@@ -380,7 +410,7 @@ print(c["cniVersion"], c["name"], p["type"], p["bridge"], p["isGateway"], p["ipM
         else
                 fail "conflist for $1: $got"
         fi
-        [ "$(stat -c %a "$f/etc/cni/net.d/10-cocoon.conflist")" = 644 ] || fail "conflist mode is not 644"
+        expect_mode "$f/etc/cni/net.d/10-cocoon.conflist" 644
 }
 
 test_fix_subnets() {
@@ -396,8 +426,7 @@ test_fix_subnets() {
         run_check "$f" --fix --subnet 10.88.0.1/16
         expect_rc 2 "host bits set"
         expect_line "check.sh: invalid --subnet '10.88.0.1/16': host bits are set in 10.88.0.1; the network address is 10.88.0.0/16"
-        [ ! -e "$f/etc/cni/net.d/10-cocoon.conflist" ] && pass "no conflist for a rejected subnet" ||
-                fail "a conflist was written for a rejected subnet"
+        expect_true "no conflist for a rejected subnet" test ! -e "$f/etc/cni/net.d/10-cocoon.conflist"
 
         run_check "$f" --fix --subnet=10.88.0.0/31
         expect_rc 2 "prefix too long"
@@ -414,7 +443,7 @@ test_fix_subnets() {
         run_check "$f" --fix --subnet 10.99.0.0/16
         expect_rc 0 "--fix with a conflist"
         expect_line "[INFO] --subnet 10.99.0.0/16 not used: a network configuration exists already in /etc/cni/net.d"
-        [ ! -e "$f/etc/cni/net.d/10-cocoon.conflist" ] && pass "existing conflist kept" || fail "10-cocoon.conflist written next to an existing conflist"
+        expect_true "no conflist next to an existing one" test ! -e "$f/etc/cni/net.d/10-cocoon.conflist"
 }
 
 test_fix_system() {
@@ -428,7 +457,7 @@ test_fix_system() {
         chmod 666 "$f/dev/kvm"
         run_check "$f" --fix
         expect_rc 0 "everything passes after --fix"
-        expect_line "Pass: 17  Warn: 1  Fail: 0"
+        expect_line "Pass: 19  Warn: 1  Fail: 0"
         expect_line "[FIXED] wrote /etc/sysctl.d/90-cocoon.conf"
         expect_line "[FIXED] set net.ipv4.ip_forward = 1"
         expect_line "[FIXED] wrote /etc/modules-load.d/cocoon.conf"
@@ -450,10 +479,11 @@ net.bridge.bridge-nf-call-iptables = 1"
 sysctl -q -w net.bridge.bridge-nf-call-iptables=1"
         expect_file "$f/.modprobe.log" "modprobe br_netfilter"
         expect_file "$f/.systemctl.log" "systemctl start systemd-journald.service"
-        [ ! -e "$f/.apt.log" ] && pass "no apt-get call when no package is missing" || fail "apt-get ran: $(cat "$f/.apt.log")"
-        [ "$(stat -c %a "$f/var/lib/cocoon/run")" = 750 ] || fail "run dir mode is not 750"
-        [ "$(stat -c %a "$f/run/netns")" = 755 ] || fail "/run/netns mode is not 755"
-        [ "$(stat -c %a "$f/dev/kvm")" = 666 ] && pass "/dev/kvm mode 666 unchanged" || fail "--fix changed the mode of /dev/kvm"
+        expect_true "no apt-get call when no package is missing" test ! -e "$f/.apt.log"
+        expect_mode "$f/var/lib/cocoon" 750
+        expect_mode "$f/var/lib/cocoon/run" 750
+        expect_mode "$f/run/netns" 755
+        expect_mode "$f/dev/kvm" 666
 
         f=$(make_fixture fix-packages)
         rm "$f/usr/bin/qemu-img" "$f/usr/bin/fsck.erofs" "$f/opt/cni/bin/host-local" "$f/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -464,7 +494,7 @@ sysctl -q -w net.bridge.bridge-nf-call-iptables=1"
         expect_file "$f/.apt.log" "apt-get update -qq
 apt-get install -y -qq --no-install-recommends qemu-utils erofs-utils containernetworking-plugins ovmf"
         expect_line "[FAIL] qemu-img not found in PATH: cloud images need it; install qemu-utils or run --fix"
-        [ "$(stat -c %a "$f/dev/kvm")" = 600 ] && pass "/dev/kvm mode 600 unchanged" || fail "--fix changed the mode of /dev/kvm"
+        expect_mode "$f/dev/kvm" 600
 
         # Debian's plugins get linked into the configured directory.
         mkdir -p "$f/usr/lib/cni"
@@ -472,8 +502,7 @@ apt-get install -y -qq --no-install-recommends qemu-utils erofs-utils containern
         cp "$f/opt/cni/bin/bridge" "$f/usr/lib/cni/host-local"
         run_check "$f" --fix
         expect_line "[FIXED] linked the CNI plugins bridge host-local loopback from /usr/lib/cni into /opt/cni/bin"
-        [ "$(readlink "$f/opt/cni/bin/host-local")" = /usr/lib/cni/host-local ] && pass "host-local linked" ||
-                fail "host-local is not a link to /usr/lib/cni/host-local"
+        expect_true "host-local linked" test "$(readlink "$f/opt/cni/bin/host-local")" = /usr/lib/cni/host-local
 
         rc=0
         out=$(PATH=$SYS_PATH "$CHECK" --root "$f" --fix 2>&1) || rc=$?
@@ -511,7 +540,7 @@ start_server() {
 
 # run_upgrade FIXTURE ARGS...: check.sh --upgrade with the URLs of the local server.
 run_upgrade() {
-        CH_URL=$base/cloud-hypervisor-static CH_REMOTE_URL=$base/ch-remote-static \
+        CH_URL=${CH_URL:-$base/cloud-hypervisor-static} CH_REMOTE_URL=$base/ch-remote-static \
                 FIRMWARE_URL=$base/hypervisor-fw CNI_PLUGINS_URL=${CNI_PLUGINS_URL:-$base/cni-plugins-linux-amd64-v1.9.0.tgz} \
                 run_check "$@" --upgrade
 }
@@ -549,13 +578,14 @@ test_upgrade() {
         expect_line "[FIXED] installed the CNI plugins from $base/cni-plugins-linux-amd64-v1.9.0.tgz into /opt/cni/bin"
         expect_line "[PASS] cloud-hypervisor v53.0.0 (/usr/local/bin/cloud-hypervisor)"
         expect_line "[PASS] UEFI firmware for Cloud Hypervisor: /var/lib/cocoon/firmware/CLOUDHV.fd (13 bytes)"
-        cmp -s "$www/cloud-hypervisor-static" "$f/usr/local/bin/cloud-hypervisor" && pass "cloud-hypervisor installed" || fail "cloud-hypervisor differs"
-        cmp -s "$www/ch-remote-static" "$f/usr/local/bin/ch-remote" && pass "ch-remote installed" || fail "ch-remote differs"
-        cmp -s "$www/hypervisor-fw" "$f/var/lib/cocoon/firmware/CLOUDHV.fd" && pass "firmware installed" || fail "firmware differs"
-        cmp -s "$www/cni/portmap" "$f/opt/cni/bin/portmap" && pass "CNI plugins installed" || fail "portmap differs"
-        [ "$(stat -c %a "$f/usr/local/bin/cloud-hypervisor")" = 755 ] || fail "cloud-hypervisor mode is not 755"
-        [ "$(stat -c %a "$f/var/lib/cocoon/firmware/CLOUDHV.fd")" = 644 ] || fail "CLOUDHV.fd mode is not 644"
-        [ -z "$(find "$f" -name '*.??????' -newer "$www/SHA256SUMS")" ] || fail "temporary files left behind"
+        expect_true "cloud-hypervisor installed" cmp -s "$www/cloud-hypervisor-static" "$f/usr/local/bin/cloud-hypervisor"
+        expect_true "ch-remote installed" cmp -s "$www/ch-remote-static" "$f/usr/local/bin/ch-remote"
+        expect_true "firmware installed" cmp -s "$www/hypervisor-fw" "$f/var/lib/cocoon/firmware/CLOUDHV.fd"
+        expect_true "CNI plugins installed" cmp -s "$www/cni/portmap" "$f/opt/cni/bin/portmap"
+        expect_mode "$f/usr/local/bin/cloud-hypervisor" 755
+        expect_mode "$f/opt/cni/bin/portmap" 755
+        expect_mode "$f/var/lib/cocoon/firmware/CLOUDHV.fd" 644
+        expect_true "no temporary files left" test -z "$(find "$f" -name '*.??????')"
 
         # Checksums from the variables, with one wrong: nothing gets installed.
         f=$(make_upgrade_fixture upgrade-mismatch)
@@ -576,7 +606,7 @@ test_upgrade() {
                 CNI_PLUGINS_SHA256=$(sha256sum "$www/cni-plugins-linux-amd64-v1.9.0.tgz" | cut -d ' ' -f 1) \
                 run_upgrade "$f"
         expect_rc 0 "--upgrade with checksums from the variables"
-        cmp -s "$www/hypervisor-fw" "$f/var/lib/cocoon/firmware/CLOUDHV.fd" && pass "firmware installed" || fail "firmware differs"
+        expect_true "firmware installed" cmp -s "$www/hypervisor-fw" "$f/var/lib/cocoon/firmware/CLOUDHV.fd"
 
         f=$(make_upgrade_fixture upgrade-no-sum)
         CNI_PLUGINS_SHA256_URL='' run_upgrade "$f"
@@ -594,7 +624,7 @@ test_upgrade() {
         (cd "$www" && sha256sum evil.tgz >>SHA256SUMS)
         SHA256SUMS_URL=$base/SHA256SUMS CNI_PLUGINS_URL=$base/evil.tgz run_upgrade "$f"
         expect_rc 1 "--upgrade with a nested archive entry"
-        expect_line "[FAIL] upgrade aborted: unexpected entry 'cni/' in $base/evil.tgz: expected plugin files only; nothing was installed"
+        expect_line "[FAIL] upgrade aborted: unexpected entry 'cni/bridge' in $base/evil.tgz: expected plugin files only; nothing was installed"
         expect_nothing_installed "$f" "nested archive entry"
 
         SHA256SUMS_URL=$base/SHA256SUMS CH_SHA256=$(printf '%064d' 0) CH_URL=$base/404/cloud-hypervisor-static run_upgrade "$f"

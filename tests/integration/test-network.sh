@@ -104,6 +104,8 @@ check_nic() {
         assert_eq "NIC $i: veth keeps the recorded MAC" "$mac" \
                 "$(ip -n "$ns" -o link show dev "$ifname" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
         assert_eq "NIC $i: veth has no IPv4 address" "" "$(ip -n "$ns" -4 -o addr show dev "$ifname")"
+        assert_eq "NIC $i: no IPv6 on veth and TAP" "" \
+                "$(ip -n "$ns" -6 -o addr show dev "$ifname")$(ip -n "$ns" -6 -o addr show dev "$tap")"
         mtu_veth=$(ip -n "$ns" -o link show dev "$ifname" | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
         mtu_tap=$(ip -n "$ns" -o link show dev "$tap" | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
         assert_eq "NIC $i: TAP MTU copied from the veth" "$mtu_veth" "$mtu_tap"

@@ -107,6 +107,9 @@ if [[ -x ${COCOON:-} ]]; then
         for command in pull list inspect rm; do
                 check_options cocoon-image.1 Options image "$command"
         done
+        for command in create run start stop list inspect logs console rm debug autostart; do
+                check_options cocoon-vm.1 Options vm "$command"
+        done
 else
         echo "# COCOON is not set to an executable, the option checks do not run"
 fi
