@@ -58,15 +58,26 @@ static void on_item(void *userdata, GcItemKind kind, const char *what, uint64_t 
 
 static int run(const Config *config, int argc, char **argv) {
         _cleanup_(store_freep) Store *store = NULL;
+        _cleanup_free_ char *cni_state = NULL;
+        NetworkConfig network = {
+                .conf_dir = config->cni_conf_dir,
+                .bin_dir = config->cni_bin_dir,
+        };
         GcTotals totals = {};
         char buf[FORMAT_SIZE_MAX];
         int r;
 
         r = store_open(config->root_dir, &store);
+        if (r >= 0) {
+                network.state_dir = cni_state = store_path(store, "cni", NULL);
+                if (!cni_state)
+                        r = -ENOMEM;
+        }
         if (r >= 0)
                 r = gc_run(&(GcOptions) {
                         .store = store,
                         .run_dir = config->run_dir,
+                        .network = &network,
                         .dry_run = arg_dry_run,
                         .report = on_item,
                         .userdata = &totals,

@@ -26,6 +26,7 @@ static const char *const kind_names[_GC_ITEM_KIND_MAX] = {
         [GC_NAME] = "stale name reservation",
         [GC_TEMP] = "stale work directory",
         [GC_LOCK] = "stale lock file",
+        [GC_NETWORK] = "network of no VM",
 };
 
 const char *gc_item_kind_to_string(GcItemKind k) {
@@ -418,6 +419,41 @@ static int gc_vm_leftovers(GcState *st) {
         return 0;
 }
 
+/* Namespaces, TAPs and leases this installation made for a VM that no longer exists. Only ids
+ * with this root directory's marker are listed, so another installation's are never touched; a
+ * VM being created is locked and skipped. */
+static int gc_networks(GcState *st) {
+        _cleanup_strv_free_ char **stale = NULL;
+        int r;
+
+        if (!st->opts->network)
+                return 0;
+        r = network_list_stale(st->opts->network, st->vm_ids, &stale);
+        if (r < 0)
+                return r;
+
+        STRV_FOREACH(id, stale) {
+                _cleanup_(vm_freep) Vm *vm = NULL;
+                _cleanup_close_ int lock = -EBADF;
+
+                if (vm_store_lock(st->opts->store, *id, LOCK_EX | LOCK_NB, &lock) < 0) {
+                        report(st, GC_NETWORK, *id, 0, GC_SKIPPED_IN_USE, 0);
+                        continue;
+                }
+                /* The record may have appeared since the list was read. */
+                if (vm_store_load(st->opts->store, *id, &vm) >= 0)
+                        continue;
+                error_clear();
+                if (st->opts->dry_run) {
+                        report(st, GC_NETWORK, *id, 0, GC_WOULD_REMOVE, 0);
+                        continue;
+                }
+                r = network_remove(st->opts->network, *id, NULL, 0);
+                report(st, GC_NETWORK, *id, 0, r < 0 ? GC_FAILED : GC_REMOVED, r);
+        }
+        return 0;
+}
+
 int gc_run(const GcOptions *opts) {
         GcState st = { .opts = opts, .now = opts->now_sec ?: (uint64_t) time(NULL) };
         int r;
@@ -430,6 +466,8 @@ int gc_run(const GcOptions *opts) {
                 r = collect_references(&st);
         if (r >= 0)
                 r = gc_vm_leftovers(&st);
+        if (r >= 0)
+                r = gc_networks(&st);
         if (r >= 0)
                 r = gc_blobs(&st);
         if (r >= 0)

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "network.h"
 #include "store.h"
 
 typedef enum GcItemKind {
@@ -15,6 +16,7 @@ typedef enum GcItemKind {
         GC_NAME,          /* a name reservation whose VM is gone */
         GC_TEMP,          /* a work directory untouched for more than an hour */
         GC_LOCK,          /* a lock file of something that no longer exists */
+        GC_NETWORK,       /* a network namespace, TAPs and CNI leases of no VM */
         _GC_ITEM_KIND_MAX,
 } GcItemKind;
 
@@ -35,6 +37,7 @@ typedef void (*GcReportFunc)(void *userdata, GcItemKind kind, const char *what, 
 typedef struct GcOptions {
         const Store *store;
         const char *run_dir;
+        const NetworkConfig *network;   /* NULL: leave networks alone */
         bool dry_run;
         uint64_t now_sec;               /* current time; 0 = now */
         uint64_t temp_max_age_sec;      /* 0 = 3600 */

@@ -155,4 +155,19 @@ assert_eq "rm releases every lease" 0 "$(leases)"
 assert_eq "rm deletes the namespaces" "" "$(lab_exec ip netns list)"
 assert_eq "rm leaves no CNI cache" "" "$(find "$ROOT/cni" -type f 2>/dev/null | head -n 3)"
 
+# ---------------------------------------------------------------------------------------------
+# gc removes the network of a VM whose record is gone, and never another installation's.
+
+vm vm create --name lost "$IMAGE" >/dev/null
+LOST=$(vm_field lost .id)
+rm -rf "${ROOT:?}/vms/$LOST" "$ROOT/names/lost"
+lab_exec ip netns add cocoon-0123456789abcdef
+capture vm gc
+assert_eq "gc exits 0" 0 "$CAPTURE_STATUS"
+assert_contains "gc reports the stale network" "$CAPTURE_STDOUT" "Removed network of no VM $LOST"
+assert_eq "gc released the lease" 0 "$(leases)"
+assert_eq "gc deleted the stale namespace and kept the foreign one" "cocoon-0123456789abcdef" \
+        "$(lab_exec ip netns list | cut -d' ' -f1)"
+lab_exec ip netns del cocoon-0123456789abcdef
+
 test_finish

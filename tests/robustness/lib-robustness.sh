@@ -50,10 +50,10 @@ vm() {
         PATH="$BIN_DIR:$CH_DOUBLE_DIR:$PATH" lab_exec "$COCOON" --root-dir "$ROOT" "$@"
 }
 
-# Like vm, but meant for "&": nsenter is started directly, so $! is its PID, and the cocoon
-# process is its only child (nsenter forks to enter the PID namespace).
+# Like vm, but meant for "&": the background subshell becomes nsenter, so $! is its PID, and the
+# cocoon process is its only child (nsenter forks to enter the PID namespace).
 vm_bg() {
-        PATH="$BIN_DIR:$CH_DOUBLE_DIR:$PATH" nsenter --target "$LAB_PID1" --mount --pid --uts --cgroup \
+        PATH="$BIN_DIR:$CH_DOUBLE_DIR:$PATH" exec nsenter --target "$LAB_PID1" --mount --pid --uts --cgroup \
                 --wd="$PWD" -- env -u DBUS_SYSTEM_BUS_ADDRESS "$COCOON" --root-dir "$ROOT" "$@"
 }
 
