@@ -44,6 +44,15 @@ if [ "$quick" -eq 0 ]; then
                 -Db_lundef=false || status=1
 fi
 
+# libFuzzer on every parser of untrusted input, briefly; COCOON_FUZZ_SECONDS=600 is the full run.
+if [ "$quick" -eq 0 ]; then
+        fuzz_status=0
+        tests/fuzz/run-fuzzers.sh "${COCOON_FUZZ_SECONDS:-15}" || fuzz_status=$?
+        if [ "$fuzz_status" -ne 0 ] && [ "$fuzz_status" -ne 77 ]; then
+                status=1
+        fi
+fi
+
 if [ "$status" -ne 0 ]; then
         echo "tests/run.sh: FAILED (see the meson logs above)" >&2
 fi

@@ -91,7 +91,7 @@ static int listen_console(const char *path, int *ret) {
         return 0;
 }
 
-/* Ask the backend for the endpoint until it answers, the VMM exits or the time is up. */
+/* Query the backend for the endpoint until it returns one, the VMM exits or the time is up. */
 static int wait_endpoint(Relay *relay, char **ret) {
         const HypervisorOps *ops = hypervisor_ops(relay->vm->hypervisor);
         struct timespec start;
@@ -221,7 +221,7 @@ static void broadcast(Relay *relay, const char *buf, size_t n) {
                         i++;
                         continue;
                 }
-                /* Never wait for a client: the journal must keep up with the guest. A client
+                /* Sends never block (MSG_DONTWAIT), so the journal keeps up with the guest. A client
                  * whose socket buffer is full has stopped reading. */
                 if (send_message(relay->clients[i].fd, CONSOLE_MESSAGE_DATA, buf, n) < 0) {
                         log_warning("Console relay of VM %s dropped a client that stopped reading.",

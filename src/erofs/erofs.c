@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,13 @@
 #define EROFS_XATTR_IBODY_HEADER_SIZE 12U
 #define EROFS_XATTR_ENTRY_HEADER_SIZE 4U
 #define EROFS_NULL_ADDR UINT32_MAX
+
+/* File data is collected into runs of up to this many bytes before it is written, because the
+ * files of a layer are mostly small and a write per file (or per tar data block) costs syscalls. */
+#define DATA_BUFFER_SIZE (256U * 1024U)
+/* Writeback of the file data is started every this many bytes, so that the caller's fsync() at the
+ * end finds most of the image on disk already instead of waiting for all of it. */
+#define DATA_WRITEBACK_SIZE (8U * 1024U * 1024U)
 
 /* The ibody must fit in one block together with an extended inode, so that no inode crosses a
  * block boundary (inline tails that do not fit fall back to FLAT_PLAIN). */
@@ -102,6 +110,13 @@ struct ErofsWriter {
 
         uint64_t next_block;    /* next free data block */
         bool finished;
+
+        /* File data not written yet: buffer_used bytes that belong at buffer_offset in the image. */
+        uint8_t *buffer;
+        size_t buffer_used;
+        uint64_t buffer_offset;
+        uint64_t data_end;              /* end of the file data passed in so far, buffered or written */
+        uint64_t writeback_offset;      /* start of the written data whose writeback was not started */
 };
 
 static void put_le16(uint8_t *p, uint16_t v) {
@@ -275,6 +290,7 @@ ErofsWriter *erofs_writer_free(ErofsWriter *w) {
 
         inode_unref(w, w->root);
         free(w->buckets);
+        free(w->buffer);
         free(w);
         return NULL;
 }
@@ -517,7 +533,35 @@ int erofs_writer_add_file(ErofsWriter *w, const char *path, const ErofsAttr *att
         return 0;
 }
 
+static int data_flush(ErofsWriter *w) {
+        uint64_t end = w->buffer_offset + w->buffer_used;
+        int r;
+
+        if (w->buffer_used == 0)
+                return 0;
+
+        r = write_full(w->fd, w->buffer, w->buffer_used, w->buffer_offset);
+        if (r < 0)
+                return r;
+        w->buffer_used = 0;
+
+        /* Data is written in ascending order, except through erofs_writer_write() calls for files
+         * added earlier, whose ranges are simply not included. Errors are ignored: this only asks
+         * the kernel to start early, and the caller's fsync() still makes the data durable. */
+        if (end < w->writeback_offset)
+                w->writeback_offset = end;
+        if (end - w->writeback_offset >= DATA_WRITEBACK_SIZE) {
+                (void) sync_file_range(w->fd, (off_t) w->writeback_offset, (off_t) (end - w->writeback_offset),
+                                       SYNC_FILE_RANGE_WRITE);
+                w->writeback_offset = end;
+        }
+        return 0;
+}
+
 int erofs_writer_write(ErofsWriter *w, ErofsInode *file, uint64_t offset, const void *data, size_t size) {
+        uint64_t pos, buffer_end = w->buffer_offset + w->buffer_used;
+        int r;
+
         if (!S_ISREG(file->mode))
                 return error_set(-EINVAL, "data written to an inode that is not a regular file");
         if (offset > file->size || size > file->size - offset)
@@ -526,7 +570,38 @@ int erofs_writer_write(ErofsWriter *w, ErofsInode *file, uint64_t offset, const 
         if (size == 0)
                 return 0;
 
-        return write_full(w->fd, data, size, (uint64_t) file->blkaddr * EROFS_BLOCK_SIZE + offset);
+        pos = (uint64_t) file->blkaddr * EROFS_BLOCK_SIZE + offset;
+
+        /* Data goes on the current run when it follows it within less than a block. The gap is then
+         * padding after a file or a small hole that nothing was written to (data_end says so), so it
+         * is filled with zeros. Bigger holes of sparse files stay holes. */
+        if (w->buffer_used > 0 &&
+            (buffer_end != w->data_end || pos < buffer_end || pos - buffer_end >= EROFS_BLOCK_SIZE ||
+             pos + size - w->buffer_offset > DATA_BUFFER_SIZE)) {
+                r = data_flush(w);
+                if (r < 0)
+                        return r;
+        }
+
+        if (size >= DATA_BUFFER_SIZE) {
+                r = write_full(w->fd, data, size, pos);
+                if (r < 0)
+                        return r;
+        } else {
+                if (!w->buffer) {
+                        w->buffer = malloc(DATA_BUFFER_SIZE);
+                        if (!w->buffer)
+                                return -ENOMEM;
+                }
+                if (w->buffer_used == 0)
+                        w->buffer_offset = pos;
+                memset(w->buffer + w->buffer_used, 0, pos - (w->buffer_offset + w->buffer_used));
+                memcpy(w->buffer + (pos - w->buffer_offset), data, size);
+                w->buffer_used = pos + size - w->buffer_offset;
+        }
+
+        w->data_end = MAX(w->data_end, pos + size);
+        return 0;
 }
 
 int erofs_writer_add_symlink(ErofsWriter *w, const char *path, const ErofsAttr *attr, const char *target,
@@ -1127,6 +1202,12 @@ int erofs_writer_finish(ErofsWriter *w, uint64_t *ret_size) {
         if (w->finished)
                 return error_set(-EINVAL, "EROFS image is already finished");
         w->finished = true;
+
+        r = data_flush(w);
+        if (r < 0)
+                return r;
+        free(w->buffer);
+        w->buffer = NULL;
 
         m = calloc(1, sizeof(MetaWriter));
         dir_block = malloc(EROFS_BLOCK_SIZE);

@@ -258,7 +258,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
         assert_eq "stop $round: no VMM is left" 0 "$(vmm_count "$id")"
         assert_eq "stop $round: list says stopped" stopped "$(listed_state "$name")"
         if [[ -e $ROOT/run/$id/stop-force ]]; then
-                # Expected to fail until the marker of a killed forced stop is removed.
                 test_fail "stop $round: no forced-stop marker outlives the killed stop" \
                         "$ROOT/run/$id/stop-force exists, so the next graceful stop skips the guest"
         else
@@ -279,6 +278,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
         state=$(listed_state "$name")
         echo "# round $round: rm killed after $KILL_DELAY s (killed: $KILLED), VM state: $state"
         outcome "rm:$state"
+        if [[ $state != absent ]]; then
+                missing=$(vm_field "$name" '.storage_configs[].path' | while read -r disk; do
+                        [[ -e $disk ]] || echo "$disk"
+                done)
+                assert_eq "rm $round: a VM that outlives the killed rm keeps its disks" "" "$missing"
+        fi
         if [[ $state == absent ]]; then
                 assert_eq "rm $round: a removed VM has no unit" inactive "$(unit_state "$name")"
                 assert_eq "rm $round: a removed VM has no VMM" 0 "$(vmm_count "$id")"
