@@ -27,7 +27,7 @@ static const CliOption global_options[] = {
         { "run-dir", 0, "DIR", "runtime directory for VM sockets and disks ($COCOON_RUN_DIR, default ROOT-DIR/run)", ARG_RUN_DIR },
         { "log-dir", 0, "DIR", "directory for VM logs ($COCOON_LOG_DIR, default /var/log/cocoon)", ARG_LOG_DIR },
         { "cni-conf-dir", 0, "DIR", "CNI network configurations (default /etc/cni/net.d)", ARG_CNI_CONF_DIR },
-        { "cni-bin-dir", 0, "DIRS", "CNI plugin directories, colon-separated (default /opt/cni/bin:/usr/lib/cni)", ARG_CNI_BIN_DIR },
+        { "cni-bin-dir", 0, "DIRS", "CNI plugin directories, colon-separated (default /opt/cni/bin; Debian installs them in /usr/lib/cni)", ARG_CNI_BIN_DIR },
         { "dns", 0, "IPS", "DNS servers for guests, comma-separated ($COCOON_DNS, default 8.8.8.8,1.1.1.1)", ARG_DNS },
         { "root-password", 0, "PASSWORD", "root password for cloud-image guests (stored hashed)", ARG_ROOT_PASSWORD },
         { "log-level", 0, "LEVEL", "debug, info, warn or error (default info)", ARG_LOG_LEVEL },

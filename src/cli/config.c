@@ -233,7 +233,7 @@ static int config_defaults(Config *c) {
                 .root_dir = strdup("/var/lib/cocoon"),
                 .log_dir = strdup("/var/log/cocoon"),
                 .cni_conf_dir = strdup("/etc/cni/net.d"),
-                .cni_bin_dir = strdup("/opt/cni/bin:/usr/lib/cni"),
+                .cni_bin_dir = strdup("/opt/cni/bin"),
                 .dns = strdup("8.8.8.8,1.1.1.1"),
                 .root_password = strdup(""),
                 .insecure_registries = strdup(""),

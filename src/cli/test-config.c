@@ -85,7 +85,7 @@ TEST(precedence_flag_env_file_default) {
         ASSERT_STREQ(c.run_dir, "/from/file/run");
         ASSERT_STREQ(c.log_dir, "/from/file/log");
         ASSERT_STREQ(c.dns, "5.6.7.8");              /* the drop-in overrides the file */
-        ASSERT_STREQ(c.cni_bin_dir, "/opt/cni/bin:/usr/lib/cni"); /* default */
+        ASSERT_STREQ(c.cni_bin_dir, "/opt/cni/bin"); /* default */
         config_done(&c);
 
         setenv("COCOON_ROOT_DIR", "/from/env", 1);
