@@ -50,6 +50,12 @@ ninja -C build
 
 if [ "$install" -eq 1 ]; then
         meson install -C build --quiet
+        # Directories with their modes, and VMs flagged --autostart started at boot. systemctl
+        # enable works on the unit files even where systemd is not running.
+        systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/cocoon.conf || \
+                echo "Warning: systemd-tmpfiles could not create Cocoon's directories." >&2
+        systemctl enable --quiet cocoon-autostart.service || \
+                echo "Warning: could not enable cocoon-autostart.service." >&2
 fi
 
 echo "Cocoon is built$( [ "$install" -eq 1 ] && echo " and installed"): $(build/cocoon version | head -1)"

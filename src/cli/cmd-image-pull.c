@@ -432,8 +432,8 @@ static int run(const Config *config, int argc, char **argv) {
                 return EXIT_FAILURE;
         }
 
-        /* Images are pulled one after another and the first failure stops the rest, as with
-         * the Go Cocoon; each failed pull has already cleaned up after itself. */
+        /* Images are pulled one after another, and the first failure stops the rest, as in the
+         * Go Cocoon. Each failed pull has already cleaned up after itself. */
         for (int i = 0; i < argc; i++) {
                 r = pull_one(store, argv[i], config, insecure);
                 if (r < 0) {

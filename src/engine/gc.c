@@ -136,7 +136,7 @@ static int gc_blobs(GcState *st) {
         if (!blob_dir || !boot_dir)
                 return -ENOMEM;
 
-        /* Candidates: blob files and boot directories whose hex nobody references. */
+        /* Candidates: blob files and boot directories whose hex no record references. */
         for (int pass = 0; pass < 2; pass++) {
                 d = opendir(pass == 0 ? blob_dir : boot_dir);
                 if (!d)

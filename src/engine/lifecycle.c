@@ -23,7 +23,7 @@
 #include "strv.h"
 #include "vm-store.h"
 
-/* How long a started VMM gets to answer on its control socket. */
+/* How long a started VMM gets to respond on its control socket. */
 #define READY_TIMEOUT_MS 10000
 #define READY_INTERVAL_MS 20
 
@@ -393,7 +393,7 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
         if (r < 0)
                 return r;
 
-        /* Held until the record says "created", so gc never takes a VM that is being built. */
+        /* Held until the record is in state "created", so gc never takes a VM that is being built. */
         r = vm_store_lock(ctx->store, vm->id, LOCK_EX, &lock);
         if (r < 0)
                 return r;

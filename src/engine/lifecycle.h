@@ -44,7 +44,7 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
 int lifecycle_plan(const LifecycleContext *ctx, const char *image, const VmCreateOptions *opts,
                    Vm **ret);
 
-/* Start the VM's unit and wait until the VMM answers on its control socket. Returns 0, or 1 when
+/* Start the VM's unit and wait until the VMM responds on its control socket. Returns 0, or 1 when
  * the VM was already running. */
 int lifecycle_start(const LifecycleContext *ctx, Vm *vm);
 
@@ -62,7 +62,7 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
                         unsigned version, UnitSpec **ret);
 
 /* The state to show: the unit's state wins over the record (running units are "running",
- * failed units "error", a record that says running with no unit behind it is "stopped"). */
+ * failed units "error", a record in state running with no unit behind it is "stopped"). */
 VmState lifecycle_effective_state(const Vm *vm, const char *active_state);
 
 /* Body of the unit's ExecStopPost=: take the VM's TAPs and veths down, so that a stopped VM
@@ -70,5 +70,6 @@ VmState lifecycle_effective_state(const Vm *vm, const char *active_state);
 int lifecycle_network_down(const LifecycleContext *ctx, const Vm *vm);
 
 /* Body of the unit's ExecStop=: press the power button and wait for the VMM (main_pid) to
- * exit, up to the stop timeout. Never fails the stop: systemd escalates afterwards. */
+ * exit, up to the stop timeout. Errors are only reported: systemd sends SIGTERM afterwards
+ * in any case. */
 int lifecycle_shutdown_hook(const LifecycleContext *ctx, Vm *vm, int main_pid);

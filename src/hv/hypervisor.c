@@ -6,6 +6,7 @@
 #include "error.h"
 #include "hypervisor.h"
 #include "process.h"
+#include "qemu.h"
 #include "strv.h"
 
 char *hypervisor_socket_path(const Vm *vm) {
@@ -74,6 +75,8 @@ const HypervisorOps *hypervisor_ops(HypervisorType type) {
         switch (type) {
         case HYPERVISOR_CLOUD_HYPERVISOR:
                 return &ch_ops;
+        case HYPERVISOR_QEMU:
+                return &qemu_ops;
         default:
                 return NULL;
         }

@@ -35,14 +35,6 @@
 #define QEMU_GUEST_CONSOLE "ttyS0"
 #endif
 
-/* QEMU opens the console log itself, and it cannot open the journal's stream socket that systemd
- * gives it as stdout (open("/dev/stdout") fails with ENXIO on a socket). bash therefore puts a
- * pipe between them: QEMU stays the unit's main process (exec), and cat copies the pipe to the
- * journal. */
-#define QEMU_WRAPPER "/bin/bash"
-#define QEMU_WRAPPER_SCRIPT "exec \"$@\" > >(exec cat)"
-#define QEMU_WRAPPER_NAME "cocoon-qemu"
-
 /* A working KVM clears the probe's 8 MiB in a few milliseconds; one second leaves room for a
  * loaded host and still catches a KVM that needs seconds for it. */
 #define KVM_PROBE_TIMEOUT_SEC 1
@@ -69,8 +61,8 @@ char *qemu_qmp_socket_path(const Vm *vm) {
         return strjoin(vm->run_dir, "/qmp.sock", NULL);
 }
 
-char *qemu_console_socket_path(const Vm *vm) {
-        return strjoin(vm->run_dir, "/console.sock", NULL);
+char *qemu_serial_socket_path(const Vm *vm) {
+        return strjoin(vm->run_dir, "/serial.sock", NULL);
 }
 
 char *qemu_uefi_vars_path(const Vm *vm) {
@@ -192,19 +184,20 @@ static int push_machine(char ***argv, const Vm *vm, QemuAccelerator accel) {
         return r;
 }
 
-/* The guest console is the first serial port. Its chardev is a listening socket for an
- * interactive client, and it copies every byte to QEMU's stdout, so the journal keeps the
- * output whether or not a client is connected. QMP listens on its own socket. */
+/* QMP listens on its own socket. The guest console is the first serial port, whose chardev
+ * listens on serial.sock for the console relay, which copies the output to the journal and
+ * serves `cocoon vm console`. wait=on holds QEMU back until the relay has connected, so no early
+ * boot output is lost. */
 static int push_sockets(char ***argv, const Vm *vm) {
-        _cleanup_free_ char *qmp = qemu_qmp_socket_path(vm), *console = qemu_console_socket_path(vm);
-        _cleanup_free_ char *qmp_escaped = NULL, *console_escaped = NULL;
+        _cleanup_free_ char *qmp = qemu_qmp_socket_path(vm), *serial = qemu_serial_socket_path(vm);
+        _cleanup_free_ char *qmp_escaped = NULL, *serial_escaped = NULL;
         int r;
 
-        if (!qmp || !console)
+        if (!qmp || !serial)
                 return -ENOMEM;
         qmp_escaped = escape_value(qmp);
-        console_escaped = escape_value(console);
-        if (!qmp_escaped || !console_escaped)
+        serial_escaped = escape_value(serial);
+        if (!qmp_escaped || !serial_escaped)
                 return -ENOMEM;
 
         r = push(argv, "-chardev");
@@ -215,10 +208,32 @@ static int push_sockets(char ***argv, const Vm *vm) {
         if (r >= 0)
                 r = push(argv, "-chardev");
         if (r >= 0)
-                r = push(argv, "socket,id=console,path=%s,server=on,wait=off,logfile=/dev/stdout,logappend=on",
-                         console_escaped);
+                r = push(argv, "socket,id=serial,path=%s,server=on,wait=on", serial_escaped);
         if (r >= 0)
-                r = push_pair(argv, "-serial", "chardev:console");
+                r = push_pair(argv, "-serial", "chardev:serial");
+        return r;
+}
+
+static int push_nic(char ***argv, const VmNic *n, size_t index) {
+        _cleanup_free_ char *tap = escape_value(n->tap);
+        /* Cloud Hypervisor counts RX and TX queues separately; QEMU counts queue pairs. */
+        unsigned pairs = MAX(n->num_queues / 2, 1U);
+        int r;
+
+        if (!tap)
+                return -ENOMEM;
+        r = push(argv, "-netdev");
+        if (r >= 0 && pairs > 1)
+                r = push(argv, "tap,id=net%zu,ifname=%s,script=no,downscript=no,queues=%u", index, tap, pairs);
+        else if (r >= 0)
+                r = push(argv, "tap,id=net%zu,ifname=%s,script=no,downscript=no", index, tap);
+        if (r >= 0)
+                r = push(argv, "-device");
+        if (r >= 0 && pairs > 1)
+                r = push(argv, "virtio-net-pci,netdev=net%zu,mac=%s,mq=on,vectors=%u", index, n->mac,
+                         2 * pairs + 2);
+        else if (r >= 0)
+                r = push(argv, "virtio-net-pci,netdev=net%zu,mac=%s", index, n->mac);
         return r;
 }
 
@@ -234,11 +249,7 @@ int qemu_build_argv_accel(const Vm *vm, const char *program, QemuAccelerator acc
         if (!qemu_accelerator_to_string(accel))
                 return -EINVAL;
 
-        if ((r = strv_extend(&argv, QEMU_WRAPPER)) < 0 ||
-            (r = strv_extend(&argv, "-c")) < 0 ||
-            (r = strv_extend(&argv, QEMU_WRAPPER_SCRIPT)) < 0 ||
-            (r = strv_extend(&argv, QEMU_WRAPPER_NAME)) < 0 ||
-            (r = strv_extend(&argv, program)) < 0 ||
+        if ((r = strv_extend(&argv, program)) < 0 ||
             (r = push_pair(&argv, "-name", vm->name)) < 0 ||
             (r = push_machine(&argv, vm, accel)) < 0)
                 return r;
@@ -274,6 +285,12 @@ int qemu_build_argv_accel(const Vm *vm, const char *program, QemuAccelerator acc
                 if (!direct_boot && !boot_disk_set && d->role == STORAGE_OVERLAY)
                         boot = boot_disk_set = true;
                 r = push_disk(&argv, d, i, boot);
+                if (r < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                r = push_nic(&argv, &vm->nics[i], i);
                 if (r < 0)
                         return r;
         }
@@ -860,11 +877,17 @@ static int qemu_ping(const Vm *vm) {
         return r;
 }
 
+/* The relay asks until QEMU has created the socket. */
 static int qemu_console_endpoint(const Vm *vm, char **ret) {
-        char *path = qemu_console_socket_path(vm);
+        char *path = qemu_serial_socket_path(vm);
+        struct stat st;
 
         if (!path)
                 return -ENOMEM;
+        if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+                free(path);
+                return error_set(-ENOENT, "QEMU has not created its serial socket yet");
+        }
         *ret = path;
         return 0;
 }
@@ -898,4 +921,5 @@ const HypervisorOps qemu_ops = {
         .power_button = qemu_power_button,
         .ping = qemu_ping,
         .console_endpoint = qemu_console_endpoint,
+        .console_needs_relay = true,
 };

@@ -9,7 +9,8 @@
 #include "vm.h"
 
 /* The QEMU backend: q35 (x86_64) or virt (aarch64), direct kernel boot or UEFI, virtio-blk
- * disks, the guest console on a serial port, and control over QMP on <run_dir>/qmp.sock. */
+ * disks, virtio-net on TAP devices, the guest console on a serial port, and control over QMP on
+ * <run_dir>/qmp.sock. */
 
 extern const HypervisorOps qemu_ops;
 
@@ -47,9 +48,10 @@ int qemu_accelerator_set_preference(const char *value);
 /* Build the argv of a VM for the given accelerator. Pure. */
 int qemu_build_argv_accel(const Vm *vm, const char *program, QemuAccelerator accel, char ***ret);
 
-/* Per-VM paths in vm->run_dir: the QMP socket and the interactive console socket. */
+/* Per-VM paths in vm->run_dir: the QMP socket, and the serial port's socket that the console
+ * relay connects to. */
 char *qemu_qmp_socket_path(const Vm *vm);
-char *qemu_console_socket_path(const Vm *vm);
+char *qemu_serial_socket_path(const Vm *vm);
 
 /* The per-VM UEFI variable store, <data_dir>/efivars.fd, used with a split OVMF_CODE image. */
 char *qemu_uefi_vars_path(const Vm *vm);
