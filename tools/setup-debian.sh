@@ -19,10 +19,10 @@ if [ "$(id -u)" -ne 0 ]; then
         exit 1
 fi
 
-# Build: compiler, meson, and the five libraries Cocoon links against.
+# Build: compiler, meson, and the libraries Cocoon links against.
 build_packages=(
         gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
-        libsystemd-dev libcurl4-openssl-dev libjansson-dev libarchive-dev libssl-dev libcrypt-dev
+        libsystemd-dev libcurl4-openssl-dev libjansson-dev libarchive-dev libssl-dev libisal-dev libcrypt-dev
         scdoc man-db
 )
 # Runtime: what the commands run (qemu-img, mkfs.ext4), the QEMU backend and its firmware,

@@ -87,7 +87,8 @@ static int run(const Config *config, int argc, char **argv) {
                 r = print_table(store, images, n);
 
         image_record_array_free(images, n);
-        if (r < 0) {
+        /* A reader that went away (cocoon image list | head) is not an error. */
+        if (r < 0 && r != -EPIPE) {
                 log_error("Failed to print images: %s", error_message(r));
                 return EXIT_FAILURE;
         }

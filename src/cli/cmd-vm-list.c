@@ -116,7 +116,8 @@ static int run(const Config *config, int argc, char **argv) {
                 r = print_table(vms, n, names, states);
 
         vm_array_free(vms, n);
-        if (r < 0) {
+        /* A reader that went away (cocoon vm list | head) is not an error. */
+        if (r < 0 && r != -EPIPE) {
                 log_error("Failed to print VMs: %s", error_message(r));
                 return EXIT_FAILURE;
         }

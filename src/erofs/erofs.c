@@ -28,7 +28,7 @@
 
 /* File data is collected into runs of up to this many bytes before it is written, because the
  * files of a layer are mostly small and a write per file (or per tar data block) costs syscalls. */
-#define DATA_BUFFER_SIZE (256U * 1024U)
+#define DATA_BUFFER_SIZE (128U * 1024U)
 /* Writeback of the file data is started every this many bytes, so that the caller's fsync() at the
  * end finds most of the image on disk already instead of waiting for all of it. */
 #define DATA_WRITEBACK_SIZE (8U * 1024U * 1024U)
@@ -58,35 +58,36 @@ enum {
 
 typedef struct ErofsDentry ErofsDentry;
 
+/* One per inode of the layer, so the fields are ordered and shared (the unions) to keep it at 88 bytes:
+ * a layer can have hundreds of thousands of entries. */
 struct ErofsInode {
         uint32_t mode;
         uint32_t uid;
         uint32_t gid;
-        uint32_t rdev;          /* in the kernel's "new" encoding */
-        int64_t mtime;
-        uint32_t mtime_nsec;
         uint32_t refs;          /* dentries naming this inode, i.e. nlink of a non-directory */
+        int64_t mtime;
         uint64_t size;
-        uint32_t blkaddr;       /* first block of the data stored outside the metadata area */
-        bool implicit_mtime;    /* created as a missing parent: its mtime is the build time */
-
         uint8_t *xattrs;        /* packed on-disk xattr entries, each padded to 4 bytes */
-        uint32_t xattrs_size;
-
-        char *symlink;
-
-        /* Directories only. */
-        ErofsInode *parent;
-        ErofsDentry **children;
-        uint32_t n_children;
-        uint32_t n_allocated;
-        uint32_t n_subdirs;
+        union {
+                char *symlink;                  /* symlinks */
+                ErofsDentry **children;         /* directories, with room for children_capacity() */
+        };
+        ErofsInode *parent;     /* directories only */
+        union {
+                uint32_t rdev;          /* character and block devices, in the kernel's "new" encoding */
+                uint32_t blkaddr;       /* first block of the data stored outside the metadata area */
+        };
+        uint32_t mtime_nsec;
+        uint32_t n_children;    /* directories only */
+        uint16_t xattrs_size;   /* at most EROFS_XATTR_IBODY_MAX */
+        bool implicit_mtime:1;  /* created as a missing parent: its mtime is the build time */
 
         /* Set by erofs_writer_finish(). */
+        bool extended:1;
+        bool inline_tail:1;
+        uint32_t n_subdirs;     /* directories only */
         uint32_t ino;           /* 1-based position in the layout order, or 0 before collection */
         uint64_t nid;
-        bool extended;
-        bool inline_tail;
 };
 
 struct ErofsDentry {
@@ -225,7 +226,7 @@ static void inode_drop_children(ErofsWriter *w, ErofsInode *dir) {
 
         free(dir->children);
         dir->children = NULL;
-        dir->n_children = dir->n_allocated = 0;
+        dir->n_children = 0;
 }
 
 static void inode_unref(ErofsWriter *w, ErofsInode *inode) {
@@ -307,17 +308,25 @@ static bool component_valid(const char *name, size_t len) {
         return !memchr(name, '\0', len);
 }
 
+/* The children array has room for 4 entries, then for the next power of two. */
+static uint32_t children_capacity(uint32_t n_children) {
+        uint32_t capacity = 4;
+
+        while (capacity < n_children)
+                capacity *= 2;
+        return capacity;
+}
+
 static int dir_add_child(ErofsWriter *w, ErofsInode *dir, const char *name, size_t len, ErofsInode *inode) {
         ErofsDentry *d;
 
-        if (dir->n_children == dir->n_allocated) {
-                uint32_t n = dir->n_allocated ? dir->n_allocated * 2 : 4;
+        if (!dir->children || dir->n_children == children_capacity(dir->n_children)) {
+                uint32_t n = dir->children ? dir->n_children * 2 : 4;
                 ErofsDentry **children = reallocarray(dir->children, n, sizeof(ErofsDentry *));
 
                 if (!children)
                         return -ENOMEM;
                 dir->children = children;
-                dir->n_allocated = n;
         }
 
         if (w->n_dentries >= w->n_buckets && hash_grow(w) < 0)

@@ -35,8 +35,9 @@
 #define QEMU_GUEST_CONSOLE "ttyS0"
 #endif
 
-/* A working KVM clears the probe's 8 MiB in a few milliseconds; one second leaves room for a
- * loaded host and still catches a KVM that needs seconds for it. */
+/* A working KVM clears the probe's 8 MiB in a few milliseconds. One second leaves room for a
+ * loaded host and still catches a KVM that needs seconds for it (2 MiB/s was measured on a
+ * nested PVM host, where stock kernels seem to hang). */
 #define KVM_PROBE_TIMEOUT_SEC 1
 
 #define QMP_LINE_MAX (256 * 1024)
@@ -69,8 +70,6 @@ char *qemu_uefi_vars_path(const Vm *vm) {
         return strjoin(vm->data_dir, "/efivars.fd", NULL);
 }
 
-/* ---- argv ---- */
-
 static int push(char ***argv, const char *fmt, ...) _printf_(2, 3);
 static int push(char ***argv, const char *fmt, ...) {
         char *s;
@@ -91,7 +90,7 @@ static int push_pair(char ***argv, const char *option, const char *value) {
         return r < 0 ? r : strv_extend(argv, value);
 }
 
-/* QEMU option values separate keys with ','; a literal comma is written twice. */
+/* QEMU option values separate keys with ',', so a literal comma is written twice. */
 static char *escape_value(const char *s) {
         size_t n = strlen(s) + 1;
         char *e, *p;
@@ -111,7 +110,7 @@ static char *escape_value(const char *s) {
         return e;
 }
 
-/* A split OVMF image (OVMF_CODE*.fd) needs a writable variable store next to it in pflash; a
+/* A split OVMF image (OVMF_CODE*.fd) needs a writable variable store next to it in pflash. A
  * combined one (OVMF.fd) is loaded with -bios. */
 static bool firmware_is_split(const char *path) {
         const char *base = strrchr(path, '/');
@@ -186,8 +185,8 @@ static int push_machine(char ***argv, const Vm *vm, QemuAccelerator accel) {
 
 /* QMP listens on its own socket. The guest console is the first serial port, whose chardev
  * listens on serial.sock for the console relay, which copies the output to the journal and
- * serves `cocoon vm console`. wait=on holds QEMU back until the relay has connected, so no early
- * boot output is lost. */
+ * serves `cocoon vm console`. With wait=on QEMU starts the guest only after the relay has
+ * connected, so no early boot output is lost. */
 static int push_sockets(char ***argv, const Vm *vm) {
         _cleanup_free_ char *qmp = qemu_qmp_socket_path(vm), *serial = qemu_serial_socket_path(vm);
         _cleanup_free_ char *qmp_escaped = NULL, *serial_escaped = NULL;
@@ -216,7 +215,7 @@ static int push_sockets(char ***argv, const Vm *vm) {
 
 static int push_nic(char ***argv, const VmNic *n, size_t index) {
         _cleanup_free_ char *tap = escape_value(n->tap);
-        /* Cloud Hypervisor counts RX and TX queues separately; QEMU counts queue pairs. */
+        /* Cloud Hypervisor counts RX and TX queues separately, but QEMU counts queue pairs. */
         unsigned pairs = MAX(n->num_queues / 2, 1U);
         int r;
 
@@ -254,7 +253,7 @@ int qemu_build_argv_accel(const Vm *vm, const char *program, QemuAccelerator acc
             (r = push_machine(&argv, vm, accel)) < 0)
                 return r;
 
-        /* No default devices, no user networking, no display; a guest reboot ends QEMU, and
+        /* No default devices, no user networking and no display. A guest reboot ends QEMU, and
          * with it the unit. */
         if ((r = strv_extend(&argv, "-nodefaults")) < 0 ||
             (r = strv_extend(&argv, "-no-user-config")) < 0 ||
@@ -303,8 +302,6 @@ int qemu_build_argv_accel(const Vm *vm, const char *program, QemuAccelerator acc
         return 0;
 }
 
-/* ---- UEFI variable store ---- */
-
 static int copy_file(const char *from, const char *to) {
         _cleanup_free_ char *data = NULL;
         size_t size = 0;
@@ -343,8 +340,6 @@ int qemu_prepare(const Vm *vm) {
                                  vm->firmware_path);
         return copy_file(template, vars);
 }
-
-/* ---- KVM probe ---- */
 
 #if defined(__x86_64__)
 /* Guest memory layout of the probe: code at 0x1000, page tables at 0x2000-0x4fff, and the
@@ -435,7 +430,7 @@ static int kvm_probe_child(void) {
         }
 }
 #else
-/* NOTE: on other architectures the probe only checks that a VM can be created; a KVM that is
+/* NOTE: on other architectures the probe only checks that a VM can be created, so a KVM that is
  * there but unusable is not detected. */
 static int kvm_probe_child(void) {
         int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -499,8 +494,6 @@ int qemu_kvm_probe(char **ret_reason) {
         *ret_reason = reason;
         return 0;
 }
-
-/* ---- accelerator choice ---- */
 
 static QemuAccelerator accelerator_preference = _QEMU_ACCELERATOR_INVALID;
 
@@ -597,8 +590,6 @@ int qemu_accelerator_choose(const char *forced, const char *cache_dir, QemuAccel
         *ret = a;
         return 0;
 }
-
-/* ---- QMP ---- */
 
 void qmp_message_done(QmpMessage *m) {
         json_decref(m->value);
@@ -735,10 +726,11 @@ static int qmp_read_line(QmpConnection *c, char **ret) {
                 n = read(c->fd, chunk, sizeof(chunk));
                 if (n < 0 && errno == EINTR)
                         continue;
+                /* A reset means QEMU closed the socket with our command unread, e.g. on quit. */
+                if (n == 0 || (n < 0 && errno == ECONNRESET))
+                        return error_set(-ECONNRESET, "QEMU closed the QMP connection on %s", c->path);
                 if (n < 0)
                         return error_set(negative_errno(), "cannot read from %s: %s", c->path, strerror(errno));
-                if (n == 0)
-                        return error_set(-ECONNRESET, "QEMU closed the QMP connection on %s", c->path);
 
                 t = realloc(c->buffer, c->size + n + 1);
                 if (!t)
@@ -757,7 +749,7 @@ static int qmp_read_message(QmpConnection *c, QmpMessage *ret) {
                 r = qmp_read_line(c, &line);
                 if (r < 0)
                         return r;
-                /* QEMU ends lines with "\r\n"; blank lines carry nothing. */
+                /* QEMU ends lines with "\r\n", and blank lines carry nothing. */
                 if (strspn(line, " \t\r") == strlen(line))
                         continue;
                 return qmp_message_parse(line, ret);
@@ -841,8 +833,6 @@ int qmp_execute(const char *socket_path, const char *command, int timeout_ms, js
         return r;
 }
 
-/* ---- backend operations ---- */
-
 #define QMP_TIMEOUT_MS 5000
 
 static int qemu_vm_command(const Vm *vm, const char *command) {
@@ -877,7 +867,7 @@ static int qemu_ping(const Vm *vm) {
         return r;
 }
 
-/* The relay asks until QEMU has created the socket. */
+/* The relay calls this again until QEMU has created the socket. */
 static int qemu_console_endpoint(const Vm *vm, char **ret) {
         char *path = qemu_serial_socket_path(vm);
         struct stat st;
@@ -892,7 +882,7 @@ static int qemu_console_endpoint(const Vm *vm, char **ret) {
         return 0;
 }
 
-/* The run directory of cocoon is the parent of the VM's run directory; the probe result is
+/* The run directory of cocoon is the parent of the VM's run directory, and the probe result is
  * cached there. */
 static char *run_root(const Vm *vm) {
         const char *slash = vm->run_dir ? strrchr(vm->run_dir, '/') : NULL;

@@ -34,7 +34,7 @@ QemuAccelerator qemu_accelerator_from_string(const char *s);
 int qemu_kvm_probe(char **ret_reason);
 
 /* Pick the accelerator. forced is "kvm", "tcg", "auto", or NULL/empty for auto. auto runs the KVM
- * probe, or reads its result from <cache_dir>/qemu-accelerator; cache_dir NULL disables the
+ * probe, or reads its result from <cache_dir>/qemu-accelerator, and cache_dir NULL disables the
  * cache. *ret_note (may be NULL) receives a sentence for the user when the probe has just found
  * KVM unusable and TCG is used instead, NULL otherwise, so that the fallback is reported once
  * per boot. A forced "kvm" fails when /dev/kvm cannot be opened. */

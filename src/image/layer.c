@@ -34,7 +34,7 @@
 /* Bytes read from the layer stream at a time, and the size of the blocks of inflated tar handed
  * to libarchive. */
 #define LAYER_READ_SIZE (64U * 1024U)
-#define LAYER_INFLATE_SIZE (128U * 1024U)
+#define LAYER_INFLATE_SIZE (64U * 1024U)
 
 #define BOOT_KERNEL_NAME "vmlinuz"
 #define BOOT_INITRD_NAME "initrd.img"
@@ -691,6 +691,7 @@ static bool gzip_magic(const uint8_t *p, size_t size) {
 static ssize_t source_read_gzip(struct archive *a, void *userdata, const void **ret) {
         LayerSource *s = userdata;
         struct inflate_state *z = &s->inflate;
+        int r;
 
         for (;;) {
                 if (z->block_state == ISAL_BLOCK_FINISH) {
@@ -718,7 +719,12 @@ static ssize_t source_read_gzip(struct archive *a, void *userdata, const void **
 
                 z->next_out = s->out;
                 z->avail_out = sizeof(s->out);
-                if (isal_inflate(z) != ISAL_DECOMP_OK) {
+                r = isal_inflate(z);
+                if (r == ISAL_INCORRECT_CHECKSUM) {
+                        archive_set_error(a, EBADMSG, "gzip CRC-32 or size mismatch");
+                        return -1;
+                }
+                if (r != ISAL_DECOMP_OK) {
                         archive_set_error(a, EBADMSG, "gzip decompression failed");
                         return -1;
                 }

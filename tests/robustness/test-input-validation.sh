@@ -99,7 +99,9 @@ for name in "$max" web.example-1; do
 done
 
 # References to VMs are looked up, never used as paths.
-for ref in .. ../names /etc/passwd "a${NL}b" "x y"; do
+capture vm vm inspect "a${NL}b"
+assert_eq "a reference with a newline is not found" "Failed to inspect VM 'a${NL}b': VM 'a${NL}b' not found" "$CAPTURE_STDERR"
+for ref in .. ../names /etc/passwd "x y"; do
         assert_fails_with "Failed to inspect VM '$ref': VM '$ref' not found" vm vm inspect "$ref"
 done
 assert_fails_with "Failed to remove VM '..': VM '..' not found" vm vm rm --force ..
@@ -115,7 +117,9 @@ assert_usage_error "invalid size '-1G': expected a number with an optional unit 
         vm vm create --nics 0 --storage -1G "$IMAGE"
 assert_usage_error "size '99999999999999999999' is too large." \
         vm vm create --nics 0 --memory 99999999999999999999 "$IMAGE"
-assert_usage_error "size '16E' is too large." vm vm create --nics 0 --storage 16E "$IMAGE"
+assert_usage_error "size '16384P' is too large." vm vm create --nics 0 --storage 16384P "$IMAGE"
+assert_usage_error "invalid size '1E': expected a number with an optional unit such as 512M or 10G." \
+        vm vm create --nics 0 --storage 1E "$IMAGE"
 assert_usage_error "invalid size '1G2': expected a number with an optional unit such as 512M or 10G." \
         vm vm create --nics 0 --memory 1G2 "$IMAGE"
 assert_usage_error "invalid size '0x10G': expected a number with an optional unit such as 512M or 10G." \
@@ -132,7 +136,7 @@ assert_usage_error "invalid CPU count '1e3': expected a number from 0 to 256." \
         vm vm create --nics 0 --cpu 1e3 "$IMAGE"
 assert_usage_error "invalid NIC count '17': expected a number from 0 to 16." \
         vm vm create --nics 17 "$IMAGE"
-assert_fails_with "$CREATE_FAILED: memory of 134221824 bytes is not a multiple of 4K" \
+assert_fails_with "$CREATE_FAILED: memory of 134218776 bytes is not a multiple of 4K" \
         vm vm create --nics 0 --memory 128.001M "$IMAGE"
 assert_fails_with "$CREATE_FAILED: memory of 0 bytes is below the minimum of 128M" \
         vm vm create --nics 0 --memory 0 "$IMAGE"
@@ -140,19 +144,20 @@ assert_store_unchanged "rejected sizes leave the store unchanged" "$BEFORE"
 
 # Sizes at the top of the range must be rejected or stored as they are: a record that stores a
 # size as a negative number, or a disk that cannot be created, is a bug.
-capture vm vm create --nics 0 --name huge-mem --memory 8E "$IMAGE"
-echo "# --memory 8E: exit $CAPTURE_STATUS, $CAPTURE_STDOUT$CAPTURE_STDERR"
+capture vm vm create --nics 0 --name huge-mem --memory 8192P "$IMAGE"
+echo "# --memory 8192P: exit $CAPTURE_STATUS, $CAPTURE_STDOUT$CAPTURE_STDERR"
 if [[ $CAPTURE_STATUS -eq 0 ]]; then
-        assert_eq "--memory 8E is stored as 2^63 bytes" 9223372036854775808 \
-                "$(jq -r .config.memory "$ROOT"/vms/*/vm.json | head -n1)"
+        # jq reads numbers as doubles, so the raw digits are compared.
+        assert_eq "--memory 8192P is stored as 2^63 bytes" 9223372036854775808 \
+                "$(grep -o '"memory": *-*[0-9]*' "$ROOT"/vms/*/vm.json | head -n1 | grep -o -- '-*[0-9]*$')"
         vm vm rm --force huge-mem >/dev/null
 else
-        test_ok "--memory 8E is rejected: $CAPTURE_STDERR"
+        test_ok "--memory 8192P is rejected: $CAPTURE_STDERR"
 fi
 BEFORE=$(store_snapshot)
-capture vm vm create --nics 0 --name huge-disk --storage 15E "$IMAGE"
-echo "# --storage 15E: exit $CAPTURE_STATUS, $CAPTURE_STDOUT$CAPTURE_STDERR"
-assert_eq "--storage 15E fails" 1 "$CAPTURE_STATUS"
+capture vm vm create --nics 0 --name huge-disk --storage 16383P "$IMAGE"
+echo "# --storage 16383P: exit $CAPTURE_STATUS, $CAPTURE_STDOUT$CAPTURE_STDERR"
+assert_eq "--storage 16383P fails" 1 "$CAPTURE_STATUS"
 assert_store_unchanged "a failed huge disk leaves the store unchanged" "$BEFORE"
 
 # ---------------------------------------------------------------------------------------------
@@ -231,9 +236,10 @@ capture vm --root-password "$PASSWORD" vm create --nics 0 --name pw "$CLOUD"
 assert_eq "a password with YAML syntax is accepted" 0 "$CAPTURE_STATUS"
 ud=$(user_data pw)
 echo "# user-data of the seed:"
-sed 's/^/#   /' <<<"$ud"
-assert_eq "the user-data parses as YAML with only Cocoon's keys" "chpasswd hostname ssh_pwauth" \
+printf '#   %s\n' "${ud//$'\n'/$'\n'#   }"
+assert_eq "the user-data parses as YAML with only Cocoon's keys" "chpasswd disable_root ssh_pwauth" \
         "$(python3 -c 'import sys, yaml; print(" ".join(sorted(yaml.safe_load(sys.stdin))))' <<<"$ud" 2>&1)"
+# shellcheck disable=SC2016 # a literal "$6$"
 assert_true "the password is stored as a SHA-512 crypt hash" grep -qE '^ *password: "?\$6\$' <<<"$ud"
 assert_true "no part of the password is in the store" sh -c "! grep -rqaF -e 'runcmd' -e '{x}' '$ROOT/vms'"
 assert_eq "the password did not add runcmd" "" "$(grep -F runcmd <<<"$ud" || true)"
