@@ -20,6 +20,7 @@ static int run(const Config *config, int argc, char **argv) {
         printf("VM created: %s (name: %s, state: created)\n", vm->id, vm->name);
 
         /* The VM stays created when the start fails, so the user can look at it and retry. */
+        vm_report_accelerator(&ctx, vm);
         r = lifecycle_start(&ctx.lifecycle, vm);
         if (r < 0) {
                 log_error("Failed to start VM '%s': %s", vm->name, error_message(r));

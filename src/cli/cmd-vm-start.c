@@ -8,17 +8,21 @@
 
 static bool arg_autostart = false;
 
-enum { ARG_AUTOSTART = 0x100 };
+enum { ARG_AUTOSTART = 0x100, ARG_ACCELERATOR };
 
 static const CliOption options[] = {
         { "autostart", 0, NULL, "start every VM created with --autostart (used at boot)", ARG_AUTOSTART },
+        { "accelerator", 0, "NAME", "QEMU accelerator: kvm, tcg or auto (default: [VM] Accelerator=, auto)", ARG_ACCELERATOR },
         {},
 };
 
 static int parse_option(int id, const char *arg) {
-        if (id == ARG_AUTOSTART) {
+        switch (id) {
+        case ARG_AUTOSTART:
                 arg_autostart = true;
                 return 0;
+        case ARG_ACCELERATOR:
+                return vm_accelerator_parse_option(arg);
         }
         return -EINVAL;
 }
@@ -27,6 +31,7 @@ static int start_one(VmCommandContext *ctx, Vm *vm) {
         int r;
 
         error_clear();
+        vm_report_accelerator(ctx, vm);
         r = lifecycle_start(&ctx->lifecycle, vm);
         if (r < 0) {
                 log_error("Failed to start VM '%s': %s", vm->name, error_message(r));

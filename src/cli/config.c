@@ -49,6 +49,7 @@ static const ConfigKey config_keys[] = {
         { "VM", "StopTimeoutSec", "COCOON_STOP_TIMEOUT_SEC", CONFIG_UNSIGNED,
           offsetof(Config, stop_timeout_sec), 3600 },
         { "VM", "RootPassword", "COCOON_ROOT_PASSWORD", CONFIG_STRING, offsetof(Config, root_password) },
+        { "VM", "Accelerator", "COCOON_ACCELERATOR", CONFIG_STRING, offsetof(Config, accelerator) },
         { "VM", "Firmware", "COCOON_FIRMWARE", CONFIG_STRING, offsetof(Config, firmware) },
 };
 
@@ -236,6 +237,7 @@ static int config_defaults(Config *c) {
                 .cni_bin_dir = strdup("/opt/cni/bin"),
                 .dns = strdup("8.8.8.8,1.1.1.1"),
                 .root_password = strdup(""),
+                .accelerator = strdup("auto"),
                 .insecure_registries = strdup(""),
                 .log_level = LOG_LEVEL_INFO,
                 .pull_concurrency = 4,
@@ -243,7 +245,7 @@ static int config_defaults(Config *c) {
                 .firmware = strdup(""),
                 .stop_timeout_sec = 30,
         };
-        if (!c->root_dir || !c->log_dir || !c->cni_conf_dir || !c->cni_bin_dir || !c->dns ||
+        if (!c->root_dir || !c->log_dir || !c->cni_conf_dir || !c->cni_bin_dir || !c->dns || !c->accelerator ||
             !c->root_password || !c->insecure_registries || !c->firmware)
                 return -ENOMEM;
         return 0;

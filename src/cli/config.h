@@ -22,6 +22,7 @@ typedef struct Config {
         char *insecure_registries;  /* space- or comma-separated registry hosts */
         unsigned pull_concurrency;  /* layers downloaded at once */
         uint64_t cloud_image_max_size; /* bytes; the largest cloud image download accepted */
+        char *accelerator;          /* QEMU: "auto", "kvm" or "tcg" */
         char *firmware;             /* UEFI firmware for cloud images; empty = search the defaults */
         unsigned stop_timeout_sec;  /* graceful guest shutdown before SIGTERM */
 } Config;

@@ -6,8 +6,11 @@
 #include "error.h"
 #include "format.h"
 #include "strv.h"
+#include "qemu.h"
 #include "vm-common.h"
 #include "vm-store.h"
+
+static const char *accelerator_flag = NULL;
 
 int vm_command_context_init(const Config *config, VmCommandContext *ret) {
         char self[PATH_MAX];
@@ -19,6 +22,11 @@ int vm_command_context_init(const Config *config, VmCommandContext *ret) {
         r = store_open(config->root_dir, &ret->store);
         if (r < 0)
                 return r;
+
+        r = qemu_accelerator_set_preference(accelerator_flag ?: config->accelerator);
+        if (r < 0)
+                return r;
+        ret->accelerator = accelerator_flag ?: config->accelerator;
 
         /* The unit's ExecStop= calls back into this very binary. */
         n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -74,7 +82,28 @@ enum {
         ARG_PROPERTY,
         ARG_SSH_KEY,
         ARG_NETWORK,
+        ARG_ACCELERATOR,
 };
+
+
+int vm_accelerator_parse_option(const char *arg) {
+        if (!streq(arg, "auto") && !streq(arg, "kvm") && !streq(arg, "tcg"))
+                return error_set(-EINVAL, "invalid accelerator '%s': expected kvm, tcg or auto", arg);
+        accelerator_flag = arg;
+        return 0;
+}
+
+void vm_report_accelerator(VmCommandContext *ctx, const Vm *vm) {
+        _cleanup_free_ char *note = NULL;
+        QemuAccelerator a;
+
+        /* The probe's verdict is cached per boot, so the fallback is reported once. */
+        if (vm->hypervisor != HYPERVISOR_QEMU)
+                return;
+        if (qemu_accelerator_choose(ctx->accelerator, ctx->lifecycle.run_dir, &a, &note) >= 0 && note)
+                log_info("%s", note);
+        error_clear();
+}
 
 const CliOption vm_create_options[] = {
         { "name", 0, "NAME", "VM name (default: derived from the image)", ARG_NAME },
@@ -87,6 +116,7 @@ const CliOption vm_create_options[] = {
         { "property", 'p', "KEY=VALUE", "unit resource setting such as MemoryMax=2G or CPUQuota=50% (repeatable)", ARG_PROPERTY },
         { "ssh-key", 0, "FILE", "authorized keys file for cloud-image guests (repeatable)", ARG_SSH_KEY },
         { "network", 0, "NAME", "CNI network to attach the NICs to (default: the first configuration)", ARG_NETWORK },
+        { "accelerator", 0, "NAME", "QEMU accelerator: kvm, tcg or auto (default: [VM] Accelerator=, auto)", ARG_ACCELERATOR },
         {},
 };
 
@@ -142,6 +172,8 @@ int vm_create_parse_option(int id, const char *arg) {
         case ARG_NETWORK:
                 create_options.network = arg;
                 return 0;
+        case ARG_ACCELERATOR:
+                return vm_accelerator_parse_option(arg);
         }
         return -EINVAL;
 }

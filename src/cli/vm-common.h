@@ -12,10 +12,17 @@ typedef struct VmCommandContext {
         char *cocoon_path;
         char *cni_state_dir;
         char **dns;
+        const char *accelerator;
 } VmCommandContext;
 
 int vm_command_context_init(const Config *config, VmCommandContext *ret);
 void vm_command_context_done(VmCommandContext *c);
+
+/* --accelerator of vm run and vm start: overrides [VM] Accelerator=. */
+int vm_accelerator_parse_option(const char *arg);
+
+/* Tell the user, once per boot, that QEMU falls back to TCG because KVM is unusable here. */
+void vm_report_accelerator(VmCommandContext *ctx, const Vm *vm);
 
 /* The options shared by vm create, vm run and vm debug. */
 extern const CliOption vm_create_options[];

@@ -588,7 +588,7 @@ static int start_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm) {
         const HypervisorOps *ops = hypervisor_ops(vm->hypervisor);
         _cleanup_(unit_spec_freep) UnitSpec *spec = NULL;
         _cleanup_(unit_state_done) UnitState state = {};
-        _cleanup_free_ char *unit = vm_unit_name(vm->name), *program = NULL, *socket = NULL;
+        _cleanup_free_ char *unit = vm_unit_name(vm->name), *program = NULL;
         unsigned version = 0;
         int r;
 
@@ -612,10 +612,21 @@ static int start_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm) {
         r = mkdir_p(vm->run_dir, 0750);
         if (r < 0)
                 return error_set(r, "cannot create '%s': %s", vm->run_dir, strerror(-r));
-        socket = hypervisor_socket_path(vm);
-        if (!socket)
-                return -ENOMEM;
-        (void) unlink(socket);
+        /* Sockets of a VMM that died are stale; a relay would connect to them and fail. */
+        static const char *const sockets[] = { "api.sock", "qmp.sock", "serial.sock", "console.sock" };
+        for (size_t i = 0; i < ELEMENTSOF(sockets); i++) {
+                _cleanup_free_ char *p = strjoin(vm->run_dir, "/", sockets[i], NULL);
+
+                if (!p)
+                        return -ENOMEM;
+                (void) unlink(p);
+        }
+
+        if (ops->prepare) {
+                r = ops->prepare(vm);
+                if (r < 0)
+                        return r;
+        }
 
         /* Links come up now; a namespace lost in a reboot is rebuilt with the same addresses. */
         if (vm->n_nics > 0) {

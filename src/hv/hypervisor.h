@@ -16,6 +16,10 @@ typedef struct HypervisorOps {
          * version (major number, 0 when unknown). */
         int (*build_argv)(const Vm *vm, const char *program, unsigned version, char ***ret);
 
+        /* Create files the argv refers to that the engine does not make itself (e.g. a UEFI
+         * variable store). Called before every start; may be NULL. */
+        int (*prepare)(const Vm *vm);
+
         /* Ask the guest to shut down (ACPI power button). Returns once the request is sent. */
         int (*power_button)(const Vm *vm);
 

@@ -904,6 +904,7 @@ static int qemu_build_argv(const Vm *vm, const char *program, unsigned version, 
 }
 
 const HypervisorOps qemu_ops = {
+        .prepare = qemu_prepare,
         .type = HYPERVISOR_QEMU,
         .program = QEMU_PROGRAM,
         .guest_console = QEMU_GUEST_CONSOLE,
