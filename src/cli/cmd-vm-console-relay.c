@@ -388,6 +388,8 @@ static int open_vmm_pidfd(void) {
         if (!pid || atoi(pid) <= 0)
                 return -EBADF;
         fd = (int) syscall(SYS_pidfd_open, (pid_t) atoi(pid), 0);
+        if (fd < 0 && errno == ESRCH)
+                return -ESRCH;  /* the VMM is gone already: nothing to relay */
         return fd >= 0 ? fd : -EBADF;
 }
 
@@ -430,6 +432,8 @@ static int relay_run(const Vm *vm, int ready_fd) {
 
         if (!socket_path)
                 r = -ENOMEM;
+        else if (relay.vmm_pidfd == -ESRCH)
+                r = error_set(-ESRCH, "the hypervisor exited before its console was ready");
         else if ((relay.signal_fd = open_signal_fd()) < 0)
                 r = error_set(relay.signal_fd, "cannot block signals: %s", strerror(-relay.signal_fd));
         else if ((r = wait_endpoint(&relay, &endpoint)) >= 0 && (r = open_endpoint(&relay, endpoint)) >= 0)

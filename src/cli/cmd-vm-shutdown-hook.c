@@ -7,8 +7,27 @@
 #include "vm-common.h"
 #include "vm-store.h"
 
+static unsigned arg_timeout = 0;
+
+enum { ARG_TIMEOUT = 0x100 };
+
+static const CliOption options[] = {
+        { "timeout", 0, "SECONDS", "how long to wait for the guest to power off", ARG_TIMEOUT },
+        {},
+};
+
 static int parse_option(int id, const char *arg) {
-        return -EINVAL;
+        char *end;
+        unsigned long v;
+
+        if (id != ARG_TIMEOUT)
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(arg, &end, 10);
+        if (errno != 0 || end == arg || *end || v == 0 || v > 3600)
+                return error_set(-EINVAL, "invalid timeout '%s': expected 1 to 3600 seconds", arg);
+        arg_timeout = (unsigned) v;
+        return 0;
 }
 
 /* ExecStop= of every VM unit: the graceful part of both 'cocoon vm stop' and
@@ -21,6 +40,8 @@ static int run(const Config *config, int argc, char **argv) {
         int r;
 
         r = vm_command_context_init(config, &ctx);
+        if (r >= 0 && arg_timeout > 0)
+                ctx.lifecycle.stop_timeout_sec = arg_timeout;
         if (r >= 0)
                 r = vm_store_load(ctx.store, argv[0], &vm);
         if (r >= 0)
@@ -36,6 +57,7 @@ const CliCommand cmd_vm_shutdown_hook = {
         .name = "shutdown-hook",
         .args = "ID",
         .summary = "Shut a VM down gracefully (ExecStop= of its unit)",
+        .options = options,
         .min_args = 1,
         .max_args = 1,
         .hidden = true,

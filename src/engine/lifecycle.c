@@ -467,9 +467,10 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
         _cleanup_(unit_spec_freep) UnitSpec *spec = NULL;
         _cleanup_strv_free_ char **argv = NULL;
         _cleanup_free_ char *unit = vm_unit_name(vm->name), *description = NULL;
+        char timeout[32];
         char *stop[] = { (char *) ctx->cocoon_path, (char *) "--root-dir", (char *) ctx->root_dir,
                          (char *) "--run-dir", (char *) ctx->run_dir, (char *) "vm",
-                         (char *) "shutdown-hook", vm->id, NULL };
+                         (char *) "shutdown-hook", (char *) "--timeout", timeout, vm->id, NULL };
         char *relay[] = { (char *) ctx->cocoon_path, (char *) "--root-dir", (char *) ctx->root_dir,
                           (char *) "--run-dir", (char *) ctx->run_dir, (char *) "vm",
                           (char *) "console-relay", vm->id, NULL };
@@ -481,6 +482,8 @@ int lifecycle_unit_spec(const LifecycleContext *ctx, const Vm *vm, const char *p
         if (!ops)
                 return error_set(-EOPNOTSUPP, "the %s backend is not available in this build",
                                  hypervisor_type_to_string(vm->hypervisor));
+        /* The hook gets the timeout on its command line: it may not see the same --config. */
+        snprintf(timeout, sizeof(timeout), "%u", ctx->stop_timeout_sec);
         if (!unit || asprintf(&description, "Cocoon VM %s (%s)", vm->name, vm->image) < 0)
                 return -ENOMEM;
 
@@ -550,7 +553,10 @@ static int start_failure(const char *unit, const char *program, int r) {
         _cleanup_strv_free_ char **lines = NULL;
         _cleanup_free_ char *joined = NULL;
 
-        if (journal_last_messages(unit, 3, &lines) >= 0 && lines && lines[0])
+        const char *base = strrchr(program, '/') ? strrchr(program, '/') + 1 : program;
+
+        /* systemd tags the VMM's output with its program name. */
+        if (journal_last_messages(unit, base, 3, &lines) >= 0 && lines && lines[0])
                 joined = strv_join(lines, " | ");
         error_clear();
         if (joined)
@@ -600,8 +606,14 @@ static int start_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm) {
         r = unit_get_state(bus, unit, &state);
         if (r < 0)
                 return r;
-        if (state_is_running(&state))
+        if (state_is_running(&state)) {
+                /* A start killed after the unit came up left the record behind. */
+                if (vm->state != VM_RUNNING) {
+                        vm->state = VM_RUNNING;
+                        (void) vm_store_save(ctx->store, vm);
+                }
                 return 1;
+        }
         if (streq(state.active_state, "failed"))
                 (void) unit_reset_failed(bus, unit);
 
@@ -613,7 +625,10 @@ static int start_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm) {
         if (r < 0)
                 return error_set(r, "cannot create '%s': %s", vm->run_dir, strerror(-r));
         /* Sockets of a VMM that died are stale; a relay would connect to them and fail. */
-        static const char *const sockets[] = { "api.sock", "qmp.sock", "serial.sock", "console.sock" };
+        /* Also the forced-stop marker of a stop that was killed before it removed it: the next
+         * stop must press the power button again. */
+        static const char *const sockets[] = { "api.sock", "qmp.sock", "serial.sock", "console.sock",
+                                               "stop-force" };
         for (size_t i = 0; i < ELEMENTSOF(sockets); i++) {
                 _cleanup_free_ char *p = strjoin(vm->run_dir, "/", sockets[i], NULL);
 
@@ -648,6 +663,14 @@ static int start_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm) {
         if (r == -EEXIST)
                 return error_set(r, "unit %s is already loaded by another installation or "
                                     "by hand; stop it first", unit);
+        if (r == -EIO) {
+                /* The VMM died before the start job finished: its last words explain why. */
+                r = start_failure(unit, program, r);
+                (void) unit_reset_failed(bus, unit);
+                vm->state = VM_ERROR;
+                (void) vm_store_save(ctx->store, vm);
+                return r;
+        }
         if (r < 0)
                 return r;
 
@@ -722,11 +745,16 @@ static int stop_locked(const LifecycleContext *ctx, sd_bus *bus, Vm *vm, bool fo
                 (void) unlink(marker);
                 if (r < 0)
                         return r;
+                /* A VMM that systemd had to kill leaves the unit failed; the stop the user asked
+                 * for still succeeded, so the VM is stopped, not in error. */
+                (void) unit_reset_failed(bus, unit);
                 /* ExecStopPost= did this already unless the unit lost it; it is idempotent. */
                 if (vm->n_nics > 0)
                         (void) network_down(&ctx->network, vm->id, vm->nics, vm->n_nics);
         } else {
                 ret = 1;
+                /* A forced stop killed midway may have left its marker. */
+                (void) unlink(marker);
                 if (streq(state.active_state, "failed"))
                         (void) unit_reset_failed(bus, unit);
         }

@@ -58,8 +58,8 @@ enum {
 
 typedef struct ErofsDentry ErofsDentry;
 
-/* One per inode of the layer, so the fields are ordered and shared (the unions) to keep it at 88 bytes:
- * a layer can have hundreds of thousands of entries. */
+/* One per inode of the layer. The field order and the unions keep it at 88 bytes, because a layer can
+ * have hundreds of thousands of entries. */
 struct ErofsInode {
         uint32_t mode;
         uint32_t uid;
@@ -554,9 +554,10 @@ static int data_flush(ErofsWriter *w) {
                 return r;
         w->buffer_used = 0;
 
-        /* Data is written in ascending order, except through erofs_writer_write() calls for files
-         * added earlier, whose ranges are simply not included. Errors are ignored: this only asks
-         * the kernel to start early, and the caller's fsync() still makes the data durable. */
+        /* The layer converter writes in ascending order. A run that ends below the start of the next
+         * writeback range moves that start back, which at worst repeats a request. Errors are
+         * ignored because this only starts writeback early, and the caller's fsync() still makes
+         * the data durable. */
         if (end < w->writeback_offset)
                 w->writeback_offset = end;
         if (end - w->writeback_offset >= DATA_WRITEBACK_SIZE) {
@@ -582,8 +583,8 @@ int erofs_writer_write(ErofsWriter *w, ErofsInode *file, uint64_t offset, const 
         pos = (uint64_t) file->blkaddr * EROFS_BLOCK_SIZE + offset;
 
         /* Data goes on the current run when it follows it within less than a block. The gap is then
-         * padding after a file or a small hole that nothing was written to (data_end says so), so it
-         * is filled with zeros. Bigger holes of sparse files stay holes. */
+         * padding after a file or a small hole of a sparse file, and because the run ends at
+         * data_end, nothing was written there, so it is filled with zeros. Bigger holes stay holes. */
         if (w->buffer_used > 0 &&
             (buffer_end != w->data_end || pos < buffer_end || pos - buffer_end >= EROFS_BLOCK_SIZE ||
              pos + size - w->buffer_offset > DATA_BUFFER_SIZE)) {

@@ -11,7 +11,7 @@
 #include "strv.h"
 
 
-int journal_last_messages(const char *unit, unsigned n, char ***ret) {
+int journal_last_messages(const char *unit, const char *identifier, unsigned n, char ***ret) {
         _cleanup_(sd_journal_closep) sd_journal *j = NULL;
         _cleanup_strv_free_ char **lines = calloc(n + 1, sizeof(char *));
         _cleanup_free_ char *match = strjoin("_SYSTEMD_UNIT=", unit, NULL);
@@ -27,6 +27,15 @@ int journal_last_messages(const char *unit, unsigned n, char ***ret) {
         r = sd_journal_add_match(j, match, 0);
         if (r < 0)
                 return r;
+        if (identifier) {
+                _cleanup_free_ char *m = strjoin("SYSLOG_IDENTIFIER=", identifier, NULL);
+
+                if (!m)
+                        return -ENOMEM;
+                r = sd_journal_add_match(j, m, 0);
+                if (r < 0)
+                        return r;
+        }
         r = sd_journal_seek_tail(j);
         if (r < 0)
                 return r;

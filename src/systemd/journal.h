@@ -5,8 +5,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* The last n messages a unit wrote to the journal (oldest first), to explain a failed start. */
-int journal_last_messages(const char *unit, unsigned n, char ***ret);
+/* The last n messages a unit wrote to the journal (oldest first), to explain a failed start.
+ * identifier, when not NULL, keeps only the lines of that SYSLOG_IDENTIFIER (a program's own
+ * output, without the console relay's and systemd's lines). */
+int journal_last_messages(const char *unit, const char *identifier, unsigned n, char ***ret);
 
 typedef enum JournalFormat {
         JOURNAL_FORMAT_SHORT,  /* "Dec 04 20:08:37 identifier[pid]: message" */

@@ -100,12 +100,27 @@ int vm_store_reserve(const Store *s, const Vm *vm) {
                         return error_set(-errno, "cannot reserve the name '%s': %m", vm->name);
 
                 /* A reservation whose record is gone is a leftover of an interrupted create or
-                 * remove; reclaim it once. */
+                 * remove; reclaim it once. A create in progress holds its VM lock from before
+                 * it reserves the name until its record is written, so a busy lock means the
+                 * name is taken even though no record exists yet. */
                 r = name_target(s, vm->name, &owner);
                 if (r >= 0 && vm_store_load(s, owner, &other) >= 0)
                         return error_set(-EEXIST, "VM name '%s' already exists (id: %s)",
                                          vm->name, owner);
                 error_clear();
+                if (r >= 0 && !streq(owner, vm->id)) {
+                        _cleanup_close_ int owner_lock = -EBADF;
+
+                        if (vm_store_lock(s, owner, LOCK_EX | LOCK_NB, &owner_lock) < 0) {
+                                error_clear();
+                                return error_set(-EEXIST, "VM name '%s' already exists (id: %s, "
+                                                          "being created)", vm->name, owner);
+                        }
+                        if (vm_store_load(s, owner, &other) >= 0)
+                                return error_set(-EEXIST, "VM name '%s' already exists (id: %s)",
+                                                 vm->name, owner);
+                        error_clear();
+                }
                 if (attempt == 1 || (unlink(link) < 0 && errno != ENOENT))
                         return error_set(-EEXIST, "VM name '%s' is reserved", vm->name);
         }
@@ -137,6 +152,7 @@ int vm_store_list(const Store *s, Vm ***ret, size_t *ret_n, size_t *ret_skipped)
         _cleanup_free_ char *dir = store_path(s, "vms", NULL);
         Vm **a = NULL;
         size_t n = 0, skipped = 0;
+        int r;
         struct dirent *de;
         DIR *d;
 
@@ -152,7 +168,12 @@ int vm_store_list(const Store *s, Vm ***ret, size_t *ret_n, size_t *ret_skipped)
 
                         if (de->d_name[0] == '.')
                                 continue;
-                        if (vm_store_load(s, de->d_name, &vm) < 0) {
+                        r = vm_store_load(s, de->d_name, &vm);
+                        /* A directory without a record is a create or remove in progress (or
+                         * its leftover, which gc removes): not an unreadable record. */
+                        if (r == -ENOENT)
+                                continue;
+                        if (r < 0) {
                                 skipped++;
                                 continue;
                         }
@@ -234,14 +255,23 @@ int vm_store_resolve(const Store *s, const char *ref, Vm **ret) {
 }
 
 int vm_store_remove(const Store *s, const Vm *vm) {
-        _cleanup_free_ char *dir = vm_store_dir(s, vm->id), *link = NULL, *owner = NULL;
+        _cleanup_free_ char *dir = vm_store_dir(s, vm->id), *link = NULL, *owner = NULL, *record = NULL;
         int r;
 
         link = store_path(s, "names", vm->name, NULL);
         if (!dir || !link)
                 return -ENOMEM;
 
-        /* The record goes first: a name without a record is reclaimed by the next create. */
+        /* The record goes first, so an interrupted remove never leaves a record whose disks
+         * are gone; the directory left without a record is an orphan for gc, and a name
+         * without a record is reclaimed by the next create. */
+        record = vm_record_path(s, vm->id);
+        if (!record)
+                return -ENOMEM;
+        if (unlink(record) < 0 && errno != ENOENT)
+                return error_set(-errno, "cannot remove '%s': %m", record);
+        (void) fsync_directory_of(record);
+
         r = rm_rf(dir);
         if (r < 0)
                 return error_set(r, "cannot remove '%s': %s", dir, strerror(-r));

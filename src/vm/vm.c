@@ -446,6 +446,13 @@ int vm_resources_validate(unsigned cpu, uint64_t memory, uint64_t storage, unsig
         if (memory % 4096 != 0)
                 return error_set(-EINVAL, "memory of %" PRIu64 " bytes is not a multiple of 4K",
                                  memory);
+        /* Upper bounds keep every size a signed 64-bit JSON integer and far above any host. */
+        if (memory > (16ULL << 40))
+                return error_set(-EINVAL, "memory of %" PRIu64 " bytes is above the maximum of "
+                                          "16T", memory);
+        if (storage > (256ULL << 40))
+                return error_set(-EINVAL, "storage of %" PRIu64 " bytes is above the maximum of "
+                                          "256T", storage);
         if (storage < (1ULL << 30))
                 return error_set(-EINVAL, "storage of %" PRIu64 " bytes is below the minimum of "
                                           "1G", storage);

@@ -42,7 +42,7 @@ NAME="cc[0-9]+"
 ID="[0-9a-f]{16}"
 ALLOWED=(
         "Failed to (start|stop|remove|inspect) VM '$NAME': VM '$NAME' not found"
-        "Failed to create a VM from '.*': VM name '$NAME' already exists \\(id: $ID\\)"
+        "Failed to create a VM from '.*': VM name '$NAME' already exists \\(id: $ID(, being created)?\\)"
         "Failed to (start|stop) VM '$NAME': VM '$NAME' is still being created"
         "Failed to remove VM '$NAME': VM '$NAME' is running; stop it first or use --force"
         "Failed to (start|stop) VM '$NAME': VM '$NAME' was removed"
@@ -87,6 +87,22 @@ duplicate_vmms() {
 corrupt_records() {
         bad_records | grep -v 'No such file or directory' || true
 }
+
+# Two creates of one name at the same moment make one VM, ten times over.
+duplicates=0
+for ((i = 1; i <= 10; i++)); do
+        vm vm create --nics 0 --name same "$IMAGE" >/dev/null 2>&1 &
+        first=$!
+        vm vm create --nics 0 --name same "$IMAGE" >/dev/null 2>&1 &
+        second=$!
+        wait "$first" "$second" || true
+        count=$(vm vm list -o json | jq '[.[] | select(.name == "same")] | length')
+        ((count <= 1)) || duplicates=$((duplicates + 1))
+        for id in $(vm vm list -o json | jq -r '.[] | select(.name == "same") | .id'); do
+                vm vm rm "$id" >/dev/null
+        done
+done
+assert_eq "two concurrent creates of one name never make two VMs (10 tries)" 0 "$duplicates"
 
 DEADLINE=$((${EPOCHREALTIME%.*} + DURATION))
 WORKERS=()

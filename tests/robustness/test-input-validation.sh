@@ -283,14 +283,16 @@ assert_eq "it is one authorized key, unchanged" "ssh-ed25519 $KEY_DATA a: b\" - 
         "$(user_data keys | python3 -c 'import sys, yaml; d = yaml.safe_load(sys.stdin); print("\n".join(d["ssh_authorized_keys"]))' 2>&1)"
 vm vm rm keys >/dev/null
 
-# --dns is only written for VMs with NICs. NOTE: without NICs an invalid value is not checked.
-capture vm --dns 'x; rm -rf /' vm create --nics 0 --name dns "$CLOUD"
-assert_eq "--dns is unused without NICs" 0 "$CAPTURE_STATUS"
-assert_true "the unused --dns value is not in the seed" \
-        sh -c "! grep -qaF 'rm -rf' '$ROOT/vms/$(vm_field dns .id)/cidata.img'"
-vm vm rm dns >/dev/null
-assert_fails_with "$CLOUD_FAILED: networking (CNI) is not available yet in this build; create the VM with --nics 0" \
+# --dns is checked whether or not the VM has NICs, so a bad value never reaches a later start.
+before=$(store_snapshot)
+# The list is split at ',' and ';', so the first item is 'x'.
+assert_fails_with "$CLOUD_FAILED: invalid DNS server 'x': expected an IP address" \
+        vm --dns 'x; rm -rf /' vm create --nics 0 --name dns "$CLOUD"
+assert_fails_with "$CLOUD_FAILED: invalid DNS server 'x': expected an IP address" \
         vm --dns 'x; rm -rf /' vm create --nics 1 --name dns "$CLOUD"
+assert_fails_with "$CLOUD_FAILED: invalid DNS server '1.1.1.1 init=/bin/sh': expected an IP address" \
+        vm --dns '1.1.1.1 init=/bin/sh' vm create --nics 0 --name dns "$CLOUD"
+assert_store_unchanged "rejected --dns values change nothing" "$before"
 
 check_records "every record parses at the end"
 check_no_leaks "nothing is left at the end"
