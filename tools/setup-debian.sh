@@ -35,7 +35,7 @@ runtime_packages=(
 # tools the test scripts use.
 test_packages=(
         docker-registry skopeo linux-image-amd64 busybox-static cpio zstd jq curl python3
-        shellcheck kmod util-linux openssh-client file
+        shellcheck kmod util-linux openssh-client file mtools dosfstools fdisk systemd-boot-efi
 )
 
 export DEBIAN_FRONTEND=noninteractive

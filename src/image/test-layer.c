@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "erofs-test-util.h"
+#include "fileio.h"
 #include "layer.h"
+#include "strv.h"
 #include "tests.h"
 
 #define MTIME INT64_C(1690000000)
@@ -754,6 +756,79 @@ TEST(deterministic_output) {
 
         ASSERT_EQ(a_size, b_size);
         ASSERT_TRUE(memcmp(a, b, a_size) == 0);
+        return 0;
+}
+
+static int file_read_all(const char *path, char **ret, size_t *ret_size) {
+        return read_file(path, 64 * 1024 * 1024, ret, ret_size);
+}
+
+static int file_write_all(const char *path, const void *data, size_t size) {
+        return write_file_atomic(path, data, size, 0644);
+}
+
+/* Layers compressed with several gzip members (as pigz and some registries produce) are one
+ * stream: the tar may cross member boundaries. */
+TEST(gzip_multiple_members) {
+        static const TarEntry entries[] = { { .path = "f", .data = "data of f" },
+                                            { .path = "g", .data = "data of g" } };
+        _cleanup_(scratch_done) Scratch s = {};
+        _cleanup_(layer_info_done) LayerInfo info = {};
+        _cleanup_free_ char *tar = NULL, *joined = NULL, *half1 = NULL, *half2 = NULL;
+        size_t size = 0;
+
+        ASSERT_OK(scratch_init(&s));
+        ASSERT_OK(tar_write(s.tar, COMPRESSION_NONE, entries, ELEMENTSOF(entries), NULL));
+        ASSERT_OK(file_read_all(s.tar, &tar, &size));
+
+        /* Split the tar at its middle and gzip each part as a member of its own. */
+        ASSERT_TRUE(asprintf(&half1, "head -c %zu %s | gzip -n > %s.1", size / 2, s.tar, s.tar) > 0);
+        ASSERT_TRUE(asprintf(&half2, "tail -c +%zu %s | gzip -n > %s.2", size / 2 + 1, s.tar, s.tar) > 0);
+        ASSERT_EQ(system(half1), 0);
+        ASSERT_EQ(system(half2), 0);
+        joined = strjoin("cat ", s.tar, ".1 ", s.tar, ".2 > ", s.tar, NULL);
+        ASSERT_EQ(system(joined), 0);
+
+        ASSERT_OK(convert(&s, NULL, &info));
+        ASSERT_EQ(info.entries, 2);
+        return 0;
+}
+
+TEST(gzip_corrupt_crc_rejected) {
+        static const TarEntry entries[] = { { .path = "f", .data = "data" } };
+        _cleanup_(scratch_done) Scratch s = {};
+        _cleanup_free_ char *gz = NULL;
+        size_t size = 0;
+        int r;
+
+        ASSERT_OK(scratch_init(&s));
+        ASSERT_OK(tar_write(s.tar, COMPRESSION_GZIP, entries, ELEMENTSOF(entries), NULL));
+        ASSERT_OK(file_read_all(s.tar, &gz, &size));
+        ASSERT_TRUE(size > 8);
+        gz[size - 8] ^= 0xff;   /* the CRC-32 of the gzip trailer */
+        ASSERT_OK(file_write_all(s.tar, gz, size));
+
+        r = convert(&s, NULL, NULL);
+        ASSERT_TRUE(r < 0);
+        ASSERT_TRUE(strstr(error_message(r), "gzip CRC-32 or size mismatch"));
+        return 0;
+}
+
+TEST(gzip_truncated_rejected) {
+        static const TarEntry entries[] = { { .path = "f", .data = "data" } };
+        _cleanup_(scratch_done) Scratch s = {};
+        _cleanup_free_ char *gz = NULL;
+        size_t size = 0;
+        int r;
+
+        ASSERT_OK(scratch_init(&s));
+        ASSERT_OK(tar_write(s.tar, COMPRESSION_GZIP, entries, ELEMENTSOF(entries), NULL));
+        ASSERT_OK(file_read_all(s.tar, &gz, &size));
+        ASSERT_OK(file_write_all(s.tar, gz, size / 2));
+
+        r = convert(&s, NULL, NULL);
+        ASSERT_TRUE(r < 0);
+        ASSERT_TRUE(startswith(error_message(r), "failed to read"));
         return 0;
 }
 

@@ -143,8 +143,11 @@ assert_eq "the seed has a network-config" present "$(marker_field "$line" networ
 assert_eq "the cidata disk is attached on the first boot" present "$(marker_field "$line" cidata)"
 assert_eq "the guest pinged its gateway" ok "$(marker_field "$line" ping-gateway)"
 assert_eq "the guest's disk starts empty" 1 "$(marker_field "$line" boot-count)"
-assert_contains "the seed is ISO 9660 labelled cidata with the three files" "$log" \
-        "COCOON-CLOUD-SEED label=cidata files=meta-data,network-config,user-data"
+assert_contains "OVMF started the bootloader of the boot disk" "$log" "BdsDxe: starting Boot"
+assert_contains "the kernel's EFI stub got the initrd from systemd-boot" "$log" "EFI stub: Loaded initrd"
+# cloud-init accepts either case. ISO 9660 volume ids are upper case, Joliet ones keep the case.
+assert_true "the seed is ISO 9660 labelled cidata with the three files" grep -Eq \
+        "^COCOON-CLOUD-SEED label=(cidata|CIDATA) files=meta-data,network-config,user-data\$" "$FOLLOW_LOG"
 assert_contains "network-config gives the CNI address, gateway and DNS to the NIC with the VM's MAC" "$log" \
         "COCOON-CLOUD-NET dev=eth0 mac=$MAC addr=$IP/24 gateway=$GATEWAY dns=$E2E_DNS"
 
