@@ -137,7 +137,14 @@ cocoon_run_once() {
                 sleep 0.1
         done
         [[ -n $end ]] || die "no marker within $BOOT_TIMEOUT s after cocoon vm start"
-        # The guest took over after the start command returned, so stopping is untimed.
+        # rootfs-init starts acpid after the marker and the console shell after acpid: a stop
+        # before the shell's banner could press the power button before anything listens.
+        tries=$((BOOT_TIMEOUT * 10))
+        while ((tries-- > 0)); do
+                lab_exec journalctl --no-pager -a -u "$UNIT" -o short-unix --since "@${start%.*}" 2>/dev/null |
+                        grep -q "built-in shell" && break
+                sleep 0.1
+        done
         vm vm stop "$VM_NAME" >/dev/null || die "cocoon vm stop failed"
         seconds_between "$start" "$end"
 }
@@ -145,8 +152,8 @@ cocoon_run_once() {
 # ---------------------------------------------------------------------------------------------
 # One run of QEMU by hand, with the unit's argv.
 
-# Print the unit's ExecStart= argv, one word per line. No word has spaces: cocoon's paths
-# here have none, and QEMU's -append value is the only word with spaces, so it is kept whole.
+# Print the unit's ExecStart= argv, one word per line. systemctl shows the words joined by
+# spaces. Only QEMU's -append value contains spaces (the paths here have none), so it is kept whole.
 unit_argv() {
         lab_exec systemctl show -p ExecStart --value "$UNIT" | python3 -c '
 import re, sys
@@ -181,11 +188,11 @@ raw_argv() {
         done < <(unit_argv)
 }
 
-# Wait for the marker in the serial file; print the time it was found.
-wait_serial_marker() {
-        python3 - "$RAW_DIR/serial.log" "$BOOT_TIMEOUT" <<'EOF'
+# wait_serial TEXT: wait for TEXT in the serial file; print the time it was found.
+wait_serial() {
+        python3 - "$RAW_DIR/serial.log" "$BOOT_TIMEOUT" "$1" <<'EOF'
 import sys, time
-path, timeout = sys.argv[1], float(sys.argv[2])
+path, timeout, text = sys.argv[1], float(sys.argv[2]), sys.argv[3].encode()
 deadline = time.time() + timeout
 data = b""
 while time.time() < deadline:
@@ -195,7 +202,7 @@ while time.time() < deadline:
                         data += f.read()
         except FileNotFoundError:
                 pass
-        if b"COCOON-TEST-MARKER" in data:
+        if text in data:
                 print(f"{time.time():.6f}")
                 sys.exit(0)
         time.sleep(0.01)
@@ -227,7 +234,9 @@ raw_run_once() {
         start=$EPOCHREALTIME
         "${RAW_ARGV[@]}" </dev/null >"$RAW_DIR/qemu.log" 2>&1 &
         qemu_pid=$!
-        end=$(wait_serial_marker) || { kill "$qemu_pid" 2>/dev/null; die "no marker from raw QEMU: $(tail -n 5 "$RAW_DIR/qemu.log")"; }
+        end=$(wait_serial COCOON-TEST-MARKER) ||
+                { kill "$qemu_pid" 2>/dev/null; die "no marker from raw QEMU: $(tail -n 5 "$RAW_DIR/qemu.log")"; }
+        wait_serial "built-in shell" >/dev/null || true
         raw_power_button || kill "$qemu_pid"
         wait "$qemu_pid" || true
         seconds_between "$start" "$end"
@@ -236,7 +245,7 @@ raw_run_once() {
 # ---------------------------------------------------------------------------------------------
 # Runs: one uncounted warm-up each, then the two sides take turns.
 
-vm vm start "$VM_NAME" >/dev/null || die "cocoon vm start failed"
+vm vm start "$VM_NAME" >/dev/null 2>&1 || die "cocoon vm start failed"
 mapfile -t RAW_ARGV < <(raw_argv)
 [[ ${#RAW_ARGV[@]} -gt 10 ]] || die "cannot read the unit's ExecStart="
 ACCEL=$(printf '%s\n' "${RAW_ARGV[@]}" | grep -A1 -x -- -accel | tail -n 1)

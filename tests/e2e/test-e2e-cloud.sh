@@ -101,8 +101,11 @@ wait_boot() {
                         "$(tail -n 40 "$FOLLOW_LOG")"
                 test_abort "the guest did not boot"
         fi
-        e2e_follow_stop
         test_ok "boot $n: vm logs -f shows the guest's marker"
+        # The console shell starts last, so the guest is ready for the console and the power button.
+        e2e_follow_until "built-in shell" "$n" 30 >/dev/null ||
+                test_fail "boot $n: the guest started its console shell" "$(tail -n 10 "$FOLLOW_LOG")"
+        e2e_follow_stop
         echo "# boot $n: marker $(e2e_seconds_since "$BOOT_STARTED") s after the start command," \
                 "$(marker_field "$BOOT_LINE" uptime) s after the kernel started (guest uptime)"
 }

@@ -97,6 +97,10 @@ boot_and_check() {
                 test_abort "the guest did not boot"
         fi
         test_ok "boot $n: vm logs -f shows the guest's marker"
+        # rootfs-init starts acpid after the marker and the console shell after acpid, so the
+        # shell's banner means the power button and the console work.
+        e2e_follow_until "built-in shell" "$n" 30 >/dev/null ||
+                test_fail "boot $n: the guest started its console shell" "$(tail -n 10 "$FOLLOW_LOG")"
         # The guest's uptime counts from the kernel's start, after firmware and decompression.
         echo "# boot $n: marker $(e2e_seconds_since "$BOOT_STARTED") s after the start command," \
                 "$(marker_field "$line" uptime) s after the kernel started (guest uptime)"

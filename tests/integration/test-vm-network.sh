@@ -46,7 +46,8 @@ cat >"$CONF/10-test.conflist" <<JSON
                            "routes": [{ "dst": "0.0.0.0/0" }] } } ] }
 JSON
 
-LAB_NETNS=1 lab_start || test_abort "the systemd lab did not start"
+export LAB_NETNS=1
+lab_start || test_abort "the systemd lab did not start"
 
 vm() {
         PATH="$CH_DOUBLE_DIR:$PATH" lab_exec "$COCOON" --root-dir "$ROOT" --cni-conf-dir "$CONF" \

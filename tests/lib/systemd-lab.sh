@@ -430,6 +430,9 @@ lab_start() {
         done
 
         [[ ${LAB_NETNS:-0} != 1 ]] || netns_flag=(--net)
+        # lab_exec must enter the lab's network namespace for the lab's whole life, whatever
+        # LAB_NETNS says later: "LAB_NETNS=1 lab_start" sets it for lab_start alone.
+        LAB_OWN_NETNS=${LAB_NETNS:-0}
         # The launcher puts itself into the lab's cgroup and becomes the unshare process. With
         # --pdeathsig, the kernel kills unshare when this shell dies without running lab_stop,
         # and --kill-child then kills the lab's PID 1, which ends the whole PID namespace.
@@ -580,7 +583,7 @@ lab_exec() {
                 echo "lab_exec: no lab is running" >&2
                 return 1
         fi
-        [[ ${LAB_NETNS:-0} != 1 ]] || flags+=(--net)
+        [[ ${LAB_OWN_NETNS:-0} != 1 ]] || flags+=(--net)
         [[ $dir != /run && $dir != /run/* ]] || dir=/
         nsenter --target "$LAB_PID1" "${flags[@]}" --wd="$dir" -- \
                 env -u DBUS_SYSTEM_BUS_ADDRESS "$@"
