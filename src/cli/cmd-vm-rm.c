@@ -22,33 +22,16 @@ static int parse_option(int id, const char *arg) {
         return -EINVAL;
 }
 
-static int run(const Config *config, int argc, char **argv) {
-        _cleanup_(vm_command_context_done) VmCommandContext ctx = {};
-        int r, ret = 0;
+static int remove_one(VmCommandContext *ctx, Vm *vm) {
+        int r = lifecycle_remove(&ctx->lifecycle, vm, arg_force);
 
-        r = vm_command_context_init(config, &ctx);
-        if (r < 0) {
-                log_error("Failed to remove VMs: %s", error_message(r));
-                return EXIT_FAILURE;
-        }
-
-        for (int i = 0; i < argc; i++) {
-                _cleanup_(vm_freep) Vm *vm = vm_resolve_or_log(ctx.store, argv[i], "remove");
-
-                if (!vm) {
-                        ret = EXIT_FAILURE;
-                        continue;
-                }
-                error_clear();
-                r = lifecycle_remove(&ctx.lifecycle, vm, arg_force);
-                if (r < 0) {
-                        log_error("Failed to remove VM '%s': %s", vm->name, error_message(r));
-                        ret = EXIT_FAILURE;
-                        continue;
-                }
+        if (r >= 0)
                 printf("deleted VM: %s\n", vm->id);
-        }
-        return ret;
+        return r;
+}
+
+static int run(const Config *config, int argc, char **argv) {
+        return vm_for_each_argument(config, argc, argv, "remove", remove_one);
 }
 
 const CliCommand cmd_vm_rm = {

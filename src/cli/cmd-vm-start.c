@@ -30,60 +30,51 @@ static int parse_option(int id, const char *arg) {
 static int start_one(VmCommandContext *ctx, Vm *vm) {
         int r;
 
-        error_clear();
         vm_report_accelerator(ctx, vm);
         r = lifecycle_start(&ctx->lifecycle, vm);
-        if (r < 0) {
-                log_error("Failed to start VM '%s': %s", vm->name, error_message(r));
-                return r;
-        }
-        printf(r > 0 ? "already running: %s\n" : "started: %s\n", vm->id);
-        return 0;
+        if (r >= 0)
+                printf(r > 0 ? "already running: %s\n" : "started: %s\n", vm->id);
+        return r;
 }
 
-static int start_autostart(VmCommandContext *ctx) {
+static int start_autostart(const Config *config) {
+        _cleanup_(vm_command_context_done) VmCommandContext ctx = {};
         Vm **all = NULL;
         size_t n = 0;
         int r, ret = 0;
 
-        r = vm_store_list(ctx->store, &all, &n, NULL);
-        if (r < 0) {
-                log_error("Failed to list VMs: %s", error_message(r));
-                return EXIT_FAILURE;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (all[i]->autostart && all[i]->state != VM_CREATING &&
-                    start_one(ctx, all[i]) < 0)
-                        ret = EXIT_FAILURE;
-        vm_array_free(all, n);
-        return ret;
-}
-
-static int run(const Config *config, int argc, char **argv) {
-        _cleanup_(vm_command_context_done) VmCommandContext ctx = {};
-        int r, ret = 0;
-
         r = vm_command_context_init(config, &ctx);
+        if (r >= 0)
+                r = vm_store_list(ctx.store, &all, &n, NULL);
         if (r < 0) {
                 log_error("Failed to start VMs: %s", error_message(r));
                 return EXIT_FAILURE;
         }
 
+        for (size_t i = 0; i < n; i++) {
+                if (!all[i]->autostart || all[i]->state == VM_CREATING)
+                        continue;
+                error_clear();
+                r = start_one(&ctx, all[i]);
+                if (r < 0) {
+                        log_error("Failed to start VM '%s': %s", all[i]->name, error_message(r));
+                        ret = EXIT_FAILURE;
+                }
+        }
+        vm_array_free(all, n);
+        return ret;
+}
+
+static int run(const Config *config, int argc, char **argv) {
         if (arg_autostart)
-                return start_autostart(&ctx);
+                return start_autostart(config);
         if (argc == 0) {
                 log_error("Missing argument: 'cocoon vm start' needs VM... or --autostart.");
                 return EXIT_USAGE;
         }
 
         /* Every VM is tried; the exit status reports whether all of them started. */
-        for (int i = 0; i < argc; i++) {
-                _cleanup_(vm_freep) Vm *vm = vm_resolve_or_log(ctx.store, argv[i], "start");
-
-                if (!vm || start_one(&ctx, vm) < 0)
-                        ret = EXIT_FAILURE;
-        }
-        return ret;
+        return vm_for_each_argument(config, argc, argv, "start", start_one);
 }
 
 const CliCommand cmd_vm_start = {

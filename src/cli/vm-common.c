@@ -201,6 +201,34 @@ json_t *vm_public_json(const Vm *vm, const char *active_state, uint32_t main_pid
         return j;
 }
 
+int vm_for_each_argument(const Config *config, int argc, char **argv, const char *verb,
+                         VmAction action) {
+        _cleanup_(vm_command_context_done) VmCommandContext ctx = {};
+        int r, ret = 0;
+
+        r = vm_command_context_init(config, &ctx);
+        if (r < 0) {
+                log_error("Failed to %s VMs: %s", verb, error_message(r));
+                return EXIT_FAILURE;
+        }
+
+        for (int i = 0; i < argc; i++) {
+                _cleanup_(vm_freep) Vm *vm = vm_resolve_or_log(ctx.store, argv[i], verb);
+
+                if (!vm) {
+                        ret = EXIT_FAILURE;
+                        continue;
+                }
+                error_clear();
+                r = action(&ctx, vm);
+                if (r < 0) {
+                        log_error("Failed to %s VM '%s': %s", verb, vm->name, error_message(r));
+                        ret = EXIT_FAILURE;
+                }
+        }
+        return ret;
+}
+
 Vm *vm_resolve_or_log(const Store *s, const char *ref, const char *action) {
         Vm *vm = NULL;
         int r;

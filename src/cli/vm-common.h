@@ -34,5 +34,11 @@ VmCreateOptions *vm_create_options_get(void);
  * taken from its unit, plus pid and socket_path while it runs. */
 json_t *vm_public_json(const Vm *vm, const char *active_state, uint32_t main_pid);
 
+/* Run action on the VM each argument names, in order. A failure is printed as "Failed to VERB
+ * VM 'x': reason" and the remaining VMs still get their turn. Returns the exit status. */
+typedef int (*VmAction)(VmCommandContext *ctx, Vm *vm);
+int vm_for_each_argument(const Config *config, int argc, char **argv, const char *verb,
+                         VmAction action);
+
 /* Resolve the VM argument or print the error; returns NULL after printing. */
 Vm *vm_resolve_or_log(const Store *s, const char *ref, const char *action);
