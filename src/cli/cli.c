@@ -284,7 +284,8 @@ static int run_command(const CliCommand *c, int argc, char **argv) {
         argc -= optind;
         argv += optind;
         if (argc < c->min_args)
-                return usage_error(hint, "Missing argument: '%s' needs %s.", hint, c->args);
+                return usage_error(hint, "Missing argument: '%s' needs %s%s", hint, c->args,
+                                   endswith(c->args ?: "", "...") ? "" : ".");
         if (c->max_args >= 0 && argc > c->max_args)
                 return usage_error(hint, "Too many arguments: '%s' takes %s%s.", hint,
                                    c->max_args == 0 ? "none" : c->args ?: "none",

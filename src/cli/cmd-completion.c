@@ -69,8 +69,11 @@ static void completion_bash(FILE *f) {
                 const CliCommand *c = cli_commands[i];
                 const char *kind = argument_kind(c);
 
-                fprintf(f, "    '%s%s%s ')", c->group ?: c->name, c->group ? " " : "",
-                        c->group ? c->name : "");
+                /* "$group $cmd" is "image pull" for grouped commands and "gc " for others. */
+                if (c->group)
+                        fprintf(f, "    '%s %s')", c->group, c->name);
+                else
+                        fprintf(f, "    '%s ')", c->name);
                 fprintf(f, "\n        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '");
                 print_flags(c, f);
                 fprintf(f, "' -- \"$cur\"))");

@@ -87,8 +87,9 @@ static int run(const Config *config, int argc, char **argv) {
                 return EXIT_FAILURE;
         }
 
-        printf("gc: %s %u items (%s), skipped %u in use, %u failed\n",
+        printf("gc: %s %u %s (%s), skipped %u in use, %u failed\n",
                arg_dry_run ? "would remove" : "removed", totals.removed,
+               totals.removed == 1 ? "item" : "items",
                format_size_decimal(buf, sizeof(buf), totals.freed), totals.skipped, totals.failed);
         return totals.failed > 0 ? EXIT_FAILURE : 0;
 }

@@ -113,7 +113,7 @@ static void on_start(void *userdata, const char *name, size_t n_layers) {
         v->layers = calloc(n_layers, sizeof(LayerView));
         if (!v->layers)
                 v->n = 0;
-        fprintf(stderr, "Pulling %s (%zu layers)\n", name, n_layers);
+        fprintf(stderr, "Pulling %s (%zu %s)\n", name, n_layers, n_layers == 1 ? "layer" : "layers");
 }
 
 static void on_layer_cached(void *userdata, size_t index, const char *digest) {

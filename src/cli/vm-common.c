@@ -72,6 +72,7 @@ void vm_command_context_done(VmCommandContext *c) {
 }
 
 enum {
+        ARG_PROPERTY = 'p',
         ARG_NAME = 0x100,
         ARG_CPU,
         ARG_MEMORY,
@@ -79,7 +80,6 @@ enum {
         ARG_NICS,
         ARG_AUTOSTART,
         ARG_HYPERVISOR,
-        ARG_PROPERTY,
         ARG_SSH_KEY,
         ARG_NETWORK,
         ARG_ACCELERATOR,
@@ -130,15 +130,15 @@ static VmCreateOptions create_options = {
 static char **create_properties = NULL;
 static char **create_ssh_keys = NULL;
 
-static int parse_count(const char *arg, const char *what, unsigned max, unsigned *ret) {
+static int parse_count(const char *arg, const char *what, unsigned min, unsigned max, unsigned *ret) {
         char *end;
         unsigned long v;
 
         errno = 0;
         v = strtoul(arg, &end, 10);
-        if (errno != 0 || end == arg || *end || arg[0] == '-' || v > max)
-                return error_set(-EINVAL, "invalid %s '%s': expected a number from 0 to %u", what,
-                                 arg, max);
+        if (errno != 0 || end == arg || *end || arg[0] == '-' || v < min || v > max)
+                return error_set(-EINVAL, "invalid %s '%s': expected a number from %u to %u", what,
+                                 arg, min, max);
         *ret = (unsigned) v;
         return 0;
 }
@@ -149,13 +149,13 @@ int vm_create_parse_option(int id, const char *arg) {
                 create_options.name = arg;
                 return vm_name_validate(arg);
         case ARG_CPU:
-                return parse_count(arg, "CPU count", 256, &create_options.cpu);
+                return parse_count(arg, "CPU count", 1, 256, &create_options.cpu);
         case ARG_MEMORY:
                 return parse_size(arg, &create_options.memory);
         case ARG_STORAGE:
                 return parse_size(arg, &create_options.storage);
         case ARG_NICS:
-                return parse_count(arg, "NIC count", 16, &create_options.nics);
+                return parse_count(arg, "NIC count", 0, 16, &create_options.nics);
         case ARG_AUTOSTART:
                 create_options.autostart = true;
                 return 0;

@@ -95,10 +95,37 @@ static int collect_references(GcState *st) {
         return r;
 }
 
-static uint64_t path_size(const char *path) {
+/* Bytes a file or a whole directory tree takes on disk. */
+static uint64_t tree_size(int dirfd_parent, const char *name, unsigned depth) {
         struct stat st;
+        uint64_t size;
+        struct dirent *de;
+        DIR *d;
+        int fd;
 
-        return stat(path, &st) >= 0 ? (uint64_t) st.st_blocks * 512 : 0;
+        if (fstatat(dirfd_parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 0;
+        size = (uint64_t) st.st_blocks * 512;
+        if (!S_ISDIR(st.st_mode) || depth > 16)
+                return size;
+
+        fd = openat(dirfd_parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return size;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return size;
+        }
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        size += tree_size(dirfd(d), de->d_name, depth + 1);
+        closedir(d);
+        return size;
+}
+
+static uint64_t path_size(const char *path) {
+        return tree_size(AT_FDCWD, path, 0);
 }
 
 static int remove_path(GcState *st, GcItemKind kind, const char *path, const char *what) {
@@ -411,7 +438,9 @@ static int gc_vm_leftovers(GcState *st) {
                 if (!lock_name || store_lock(st->opts->store, lock_name, LOCK_EX | LOCK_NB, &lock) < 0)
                         continue;
                 path = strjoin(locks, "/", de->d_name, NULL);
-                if (path && !st->opts->dry_run && unlink(path) >= 0)
+                if (path && st->opts->dry_run)
+                        report(st, GC_LOCK, de->d_name, 0, GC_WOULD_REMOVE, 0);
+                else if (path && unlink(path) >= 0)
                         report(st, GC_LOCK, de->d_name, 0, GC_REMOVED, 0);
         }
         if (d)

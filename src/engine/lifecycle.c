@@ -813,7 +813,13 @@ int lifecycle_remove(const LifecycleContext *ctx, Vm *vm, bool force) {
         if (r < 0)
                 return r;
 
+        /* A VM that never ran, or was stopped, has no unit to ask about: it can go even where
+         * systemd is not running. */
         r = unit_bus_open(&bus);
+        if (r < 0 && fresh->state != VM_RUNNING && fresh->state != VM_ERROR) {
+                error_clear();
+                goto remove;
+        }
         if (r < 0)
                 return r;
         r = unit_get_state(bus, unit, &state);
@@ -830,6 +836,7 @@ int lifecycle_remove(const LifecycleContext *ctx, Vm *vm, bool force) {
         }
         (void) unit_reset_failed(bus, unit);
 
+remove:
         r = network_remove(&ctx->network, fresh->id, fresh->nics, fresh->n_nics);
         if (r < 0)
                 return error_prefix(r, "cannot remove the network of VM '%s': ", vm->name);

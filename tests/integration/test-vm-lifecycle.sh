@@ -100,13 +100,13 @@ assert_usage_error "invalid VM name '-x': it must start with a letter or a digit
         vm vm create --nics 0 --name -x "$IMAGE"
 assert_usage_error "invalid size 'lots': expected a number with an optional unit such as 512M or 10G." \
         vm vm create --nics 0 --memory lots "$IMAGE"
-assert_usage_error "invalid CPU count 'two': expected a number from 0 to 256." \
+assert_usage_error "invalid CPU count 'two': expected a number from 1 to 256." \
         vm vm create --nics 0 --cpu two "$IMAGE"
 assert_usage_error "unknown hypervisor 'xen': expected cloud-hypervisor, qemu or auto." \
         vm vm create --nics 0 --hypervisor xen "$IMAGE"
 assert_fails_with "Failed to create a VM from '$IMAGE': memory of 67108864 bytes is below the minimum of 128M" \
         vm vm create --nics 0 --memory 64M "$IMAGE"
-assert_fails_with "Failed to create a VM from '$IMAGE': invalid CPU count 0: expected 1 to 256" \
+assert_usage_error "invalid CPU count '0': expected a number from 1 to 256." \
         vm vm create --nics 0 --cpu 0 "$IMAGE"
 assert_fails_with "Failed to create a VM from '$IMAGE': storage of 1048576 bytes is below the minimum of 1G" \
         vm vm create --nics 0 --storage 1M "$IMAGE"

@@ -128,11 +128,11 @@ assert_usage_error "invalid size '1. G': expected a number with an optional unit
         vm vm create --nics 0 --memory "1. G" "$IMAGE"
 assert_usage_error "invalid size '': expected a number with an optional unit such as 512M or 10G." \
         vm vm create --nics 0 --memory "" "$IMAGE"
-assert_usage_error "invalid CPU count '-1': expected a number from 0 to 256." \
+assert_usage_error "invalid CPU count '-1': expected a number from 1 to 256." \
         vm vm create --nics 0 --cpu -1 "$IMAGE"
-assert_usage_error "invalid CPU count '4294967297': expected a number from 0 to 256." \
+assert_usage_error "invalid CPU count '4294967297': expected a number from 1 to 256." \
         vm vm create --nics 0 --cpu 4294967297 "$IMAGE"
-assert_usage_error "invalid CPU count '1e3': expected a number from 0 to 256." \
+assert_usage_error "invalid CPU count '1e3': expected a number from 1 to 256." \
         vm vm create --nics 0 --cpu 1e3 "$IMAGE"
 assert_usage_error "invalid NIC count '17': expected a number from 0 to 16." \
         vm vm create --nics 17 "$IMAGE"
