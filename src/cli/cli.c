@@ -308,11 +308,15 @@ int cli_main(int argc, char **argv) {
 
         found = locate_command(argc, argv, idx);
         if (found == 0) {
-                for (int i = 1; i < argc; i++)
+                for (int i = 1; i < argc; i++) {
                         if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                                 print_main_help(stdout);
                                 return EXIT_SUCCESS;
                         }
+                        /* As most tools do, --version alone means the version command. */
+                        if (streq(argv[i], "--version") && argc == 2)
+                                return run_command(find_command(NULL, "version"), 1, argv);
+                }
                 print_main_help(stderr);
                 return EXIT_USAGE;
         }

@@ -31,8 +31,11 @@ static int run(const Config *config, int argc, char **argv) {
         unit = vm_unit_name(vm->name);
         if (!unit)
                 return EXIT_FAILURE;
-        if (unit_bus_open(&bus) < 0 || unit_get_state(bus, unit, &state) < 0)
-                log_warning("Cannot read the state of %s from systemd: %s", unit, error_message(-EIO));
+        r = unit_bus_open(&bus);
+        if (r >= 0)
+                r = unit_get_state(bus, unit, &state);
+        if (r < 0)
+                log_warning("The state comes from the record only: %s", error_message(r));
 
         j = vm_public_json(vm, state.active_state, state.main_pid);
         r = j ? output_json(j) : -ENOMEM;

@@ -95,9 +95,14 @@ static int run(const Config *config, int argc, char **argv) {
                 log_warning("%zu VM records could not be read and are not shown.", skipped);
 
         /* Without systemd the records still list; the states then come from the records. */
-        if (n > 0 && (unit_bus_open(&bus) < 0 ||
-                      unit_list(bus, "cocoon-vm@*.service", &names, &states) < 0))
-                log_warning("Cannot read unit states from systemd: %s", error_message(-EIO));
+        if (n > 0) {
+                r = unit_bus_open(&bus);
+                if (r >= 0)
+                        r = unit_list(bus, "cocoon-vm@*.service", &names, &states);
+                if (r < 0)
+                        log_warning("States come from the records only: %s", error_message(r));
+                r = 0;
+        }
 
         if (arg_quiet) {
                 for (size_t i = 0; i < n; i++)

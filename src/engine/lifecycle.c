@@ -407,6 +407,12 @@ int lifecycle_create(const LifecycleContext *ctx, const char *image, const VmCre
         r = vm_store_reserve(ctx->store, vm);
         if (r < 0) {
                 unpin_blobs(pins);
+                if (r == -EEXIST && !opts->name) {
+                        _cleanup_free_ char *reason = error_save(r);
+
+                        return error_set(r, "%s; the name was derived from the image, choose "
+                                            "another with --name", reason ?: "VM name exists");
+                }
                 return r;
         }
 

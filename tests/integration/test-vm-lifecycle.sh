@@ -260,6 +260,13 @@ assert_contains "debug prints the unit" "$CAPTURE_STDOUT" "# cocoon-vm@dbg.servi
 assert_contains "debug prints the VMM argv" "$CAPTURE_STDOUT" "--kernel $ROOT/boot/"
 assert_true "debug creates nothing" test ! -e "$ROOT/names/dbg"
 
+# A second VM with the default name points the user to --name.
+vm vm create --nics 0 "$IMAGE" >/dev/null
+DEFAULT_ID=$(vm_field cocoon-cocoon-test-vm .id)
+assert_fails_with "Failed to create a VM from '$IMAGE': VM name 'cocoon-cocoon-test-vm' already exists (id: $DEFAULT_ID); the name was derived from the image, choose another with --name" \
+        vm vm create --nics 0 "$IMAGE"
+vm vm rm cocoon-cocoon-test-vm >/dev/null
+
 vm vm rm --force auto1 manual >/dev/null
 assert_eq "no VM is left" "No VMs found." "$(vm vm list)"
 assert_eq "no cocoon unit is left" "" "$(lab_exec systemctl list-units --no-legend --all 'cocoon-vm@*' || true)"
