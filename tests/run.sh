@@ -53,7 +53,18 @@ if [ "$quick" -eq 0 ]; then
         fi
 fi
 
+# One closing line over both builds, in the "N passed, N failed" form CI reads.
+passed=0
+failed=0
+for dir in build-test build-asan; do
+        log=$dir/meson-logs/testlog.txt
+        [ -f "$log" ] || continue
+        passed=$((passed + $(awk '/^Ok:/ { print $2; exit }' "$log")))
+        failed=$((failed + $(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $NF } END { print n + 0 }' "$log")))
+done
 if [ "$status" -ne 0 ]; then
         echo "tests/run.sh: FAILED (see the meson logs above)" >&2
+        [ "$failed" -gt 0 ] || failed=1
 fi
+echo "$passed passed, $failed failed"
 exit "$status"
