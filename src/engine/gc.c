@@ -483,6 +483,60 @@ static int gc_networks(GcState *st) {
         return 0;
 }
 
+/* Temp files of atomic writes ("NAME.tmp-XXXXXX") that a killed command left beside the
+ * records and blobs; removed once untouched for the temp threshold, like work directories. */
+static void gc_atomic_temps_in(GcState *st, const char *dir) {
+        uint64_t max_age = st->opts->temp_max_age_sec ?: TEMP_MAX_AGE_DEFAULT;
+        struct dirent *de;
+        DIR *d = opendir(dir);
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *path = NULL;
+
+                if (!strstr(de->d_name, ".tmp-"))
+                        continue;
+                if (newest_mtime(dirfd(d), de->d_name, 0) + max_age > st->now)
+                        continue;
+                path = strjoin(dir, "/", de->d_name, NULL);
+                if (path)
+                        (void) remove_path(st, GC_TEMP, path, de->d_name);
+        }
+        closedir(d);
+}
+
+static int gc_atomic_temps(GcState *st) {
+        static const char *const dirs[] = { "images/oci", "images/cloud", "blobs/sha256", "cni/cache" };
+        _cleanup_free_ char *vms = store_path(st->opts->store, "vms", NULL);
+        struct dirent *de;
+        DIR *d;
+
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_free_ char *dir = store_path(st->opts->store, dirs[i], NULL);
+
+                if (!dir)
+                        return -ENOMEM;
+                gc_atomic_temps_in(st, dir);
+        }
+
+        if (!vms)
+                return -ENOMEM;
+        d = opendir(vms);
+        while (d && (de = readdir(d))) {
+                _cleanup_free_ char *dir = NULL;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                dir = strjoin(vms, "/", de->d_name, NULL);
+                if (dir)
+                        gc_atomic_temps_in(st, dir);
+        }
+        if (d)
+                closedir(d);
+        return 0;
+}
+
 int gc_run(const GcOptions *opts) {
         GcState st = { .opts = opts, .now = opts->now_sec ?: (uint64_t) time(NULL) };
         int r;
@@ -501,6 +555,8 @@ int gc_run(const GcOptions *opts) {
                 r = gc_blobs(&st);
         if (r >= 0)
                 r = gc_temp(&st);
+        if (r >= 0)
+                r = gc_atomic_temps(&st);
 
         strv_free(st.referenced);
         strv_free(st.vm_ids);

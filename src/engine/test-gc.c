@@ -107,6 +107,11 @@ TEST(gc_removes_unreferenced_and_skips_busy) {
         ASSERT_OK(setup(dir, &s));
         ASSERT_OK(store_lock(s, "blobs/" HEX_BUSY, LOCK_SH, &busy));
 
+        /* A killed atomic write leaves its temp file beside the records. */
+        ASSERT_OK(touch(s, "images/oci/abc.json.tmp-XyZ123"));
+        ASSERT_OK(make_old(s, "images/oci/abc.json.tmp-XyZ123", 7200));
+        ASSERT_OK(touch(s, "images/oci/new.json.tmp-XyZ124"));
+
         ASSERT_OK(store_mkdtemp(s, "pull", &old_tmp));
         ASSERT_OK(store_mkdtemp(s, "pull", &new_tmp));
         ASSERT_OK(make_old(s, old_tmp + strlen(dir) + 1, 7200));
@@ -126,6 +131,8 @@ TEST(gc_removes_unreferenced_and_skips_busy) {
         ASSERT_TRUE(!exists(s, "blobs/sha256/" HEX_FREE ".erofs"));
         ASSERT_TRUE(!exists(s, "boot/" HEX_FREE));
         ASSERT_TRUE(access(old_tmp, F_OK) < 0);
+        ASSERT_TRUE(!exists(s, "images/oci/abc.json.tmp-XyZ123"));
+        ASSERT_TRUE(exists(s, "images/oci/new.json.tmp-XyZ124"));
         ASSERT_TRUE(access(new_tmp, F_OK) == 0);
 
         close(busy);
