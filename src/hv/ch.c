@@ -114,7 +114,7 @@ int ch_build_argv(const Vm *vm, const char *program, unsigned version, char ***r
         /* The guest console is a PTY: the virtio console for direct boot (guest console=hvc0),
          * the serial port for UEFI. The console relay of the unit opens it, copies the output
          * to the journal and serves `cocoon vm console`. With "tty" the output would reach the
-         * journal too, but the VMM's stdin is /dev/null, so nobody could type. */
+         * journal too, but the VMM's stdin is /dev/null, so no input could reach the guest. */
         if ((r = strv_extend(&argv, "--rng")) < 0 ||
             (r = strv_extend(&argv, "src=/dev/urandom")) < 0 ||
             (r = strv_extend(&argv, "--watchdog")) < 0 ||

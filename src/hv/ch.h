@@ -15,6 +15,6 @@ int ch_api_call(const char *socket, const char *method, const char *endpoint, lo
 /* A GET request that keeps the answer's body (at most 1 MiB), e.g. "vm.info". */
 int ch_api_get(const char *socket, const char *endpoint, long *ret_status, char **ret_body);
 
-/* The PTY path of the virtio console (serial false) or the serial port from a vm.info answer.
+/* The PTY path of the virtio console (serial false) or the serial port from a vm.info response.
  * Pure, for tests. */
 int ch_console_path_from_info(const char *info, bool serial, char **ret);

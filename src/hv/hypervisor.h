@@ -23,7 +23,7 @@ typedef struct HypervisorOps {
         /* Ask the guest to shut down (ACPI power button). Returns once the request is sent. */
         int (*power_button)(const Vm *vm);
 
-        /* Check the VMM answers on its control socket: 0 when it does. */
+        /* Check that the VMM responds on its control socket: 0 when it does. */
         int (*ping)(const Vm *vm);
 
         /* Path of the guest console's host side while the VM runs, or -EOPNOTSUPP. With

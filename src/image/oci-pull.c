@@ -165,7 +165,7 @@ static void *fetch_thread(void *userdata) {
                                         a->fd, fetch_progress, a);
         a->reason = error_save(a->result);
 
-        /* The converter sees the end of the stream only when our side is shut down. */
+        /* The converter reads the end of the stream only after our side is shut down. */
         shutdown(a->fd, SHUT_WR);
         return NULL;
 }

@@ -45,7 +45,7 @@ StorageRole storage_role_from_string(const char *s);
 typedef struct VmStorage {
         char *path;
         bool ro;
-        char *serial;      /* virtio serial the guest sees, or NULL */
+        char *serial;      /* virtio serial shown to the guest, or NULL */
         StorageRole role;
         char *format;      /* "raw" or "qcow2" */
 } VmStorage;
